@@ -1,0 +1,695 @@
+package primus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-primus/primus/parser"
+	"github.com/go-primus/primus/plugin"
+	"github.com/go-primus/primus/transport"
+	"github.com/go-primus/primus/transport/websocket"
+)
+
+// Backoff is the reconnect policy, Primus's by default: attempt 1 waits Min,
+// attempt n waits a random time in [Min·Factor^(n-1), 2·Min·Factor^(n-1)),
+// capped at Max.
+type Backoff struct {
+	// Min is the first wait. Zero value means 500 ms.
+	Min time.Duration
+	// Max caps each wait. Zero value means no cap.
+	Max time.Duration
+	// Factor multiplies the wait per attempt. Zero value means 2.
+	Factor float64
+	// Retries is the number of attempts before the client gives up. Zero
+	// value means 10; negative means never reconnect.
+	Retries int
+}
+
+// ReconnectEvent describes a scheduled reconnect attempt.
+type ReconnectEvent struct {
+	Attempt int           // 1 for the first attempt after a loss
+	Retries int           // the attempts allowed in all
+	Wait    time.Duration // the time before this attempt
+	Cause   error         // why the connection was lost, or the last attempt failed
+}
+
+// ClientOptions configure a Client. A nil *ClientOptions means all
+// defaults. Handlers are set here, so that none misses a message.
+type ClientOptions struct {
+	// Dialer opens connections. Zero value means the WebSocket dialer.
+	Dialer transport.Dialer
+	// Parser must match the server's. Zero value means parser.JSON.
+	Parser parser.Parser
+	// Header is sent with every handshake (Authorization, cookies…).
+	Header http.Header
+	// HTTPClient is used for handshakes and the spec request. Zero value
+	// means http.DefaultClient.
+	HTTPClient *http.Client
+	// PingTimeout is how long the client waits for a ping before it treats
+	// the server as gone and reconnects. Zero value means 1.5 × the
+	// server's ping interval, read from <pathname>/spec when the client is
+	// built (45 s if the spec cannot be read); negative disables it.
+	PingTimeout time.Duration
+	// Reconnect is the back-off policy.
+	Reconnect Backoff
+	// ConnectTimeout bounds each reconnect attempt. Zero value means 30 s.
+	ConnectTimeout time.Duration
+	// WriteTimeout bounds each write to the transport. Zero value means 10 s.
+	WriteTimeout time.Duration
+	// QueueSize bounds the writes kept while offline, in messages; a write
+	// over it returns ErrQueueFull. Zero value means 4096.
+	QueueSize int
+	// MaxMessageSize is the largest message accepted from the server.
+	// Zero value means 16 MiB.
+	MaxMessageSize int64
+	// Plugins are set up in order when the client is built.
+	Plugins []plugin.Plugin
+	// Logger receives diagnostics. Zero value means silent.
+	Logger *slog.Logger
+
+	// OnOpen runs each time a connection opens (reconnections included),
+	// after the offline queue has been flushed.
+	OnOpen func()
+	// OnData runs for each data message, in order, in the reading
+	// goroutine.
+	OnData func(*Message)
+	// OnReconnect runs when a reconnect attempt is scheduled.
+	OnReconnect func(ReconnectEvent)
+	// OnError runs for errors that do not end the client (a message that
+	// failed to decode, a lost connection).
+	OnError func(error)
+	// OnEnd runs once when the client has ended for good: nil after Close
+	// or "primus::server::close", otherwise the reason (ErrReconnectFailed,
+	// a *transport.HandshakeError for a refusal…).
+	OnEnd func(error)
+}
+
+// Client errors.
+var (
+	// ErrQueueFull is returned by Write when the offline queue is full.
+	ErrQueueFull = errors.New("primus: offline queue full")
+	// ErrReconnectFailed ends a client whose reconnect attempts all failed.
+	ErrReconnectFailed = errors.New("primus: unable to recover: reconnect attempts exhausted")
+)
+
+// Client is a Go client for a primus (or Node Primus) server. It reconnects
+// with back-off, answers heartbeats, and queues writes made while offline.
+// All methods are safe for concurrent use.
+type Client struct {
+	url         string
+	dialer      transport.Dialer
+	parser      parser.Parser
+	frameType   transport.MessageType
+	dialOpts    transport.DialOptions
+	pingTimeout time.Duration
+	backoff     Backoff
+	connectTO   time.Duration
+	writeTO     time.Duration
+	queueSize   int
+	log         *slog.Logger
+	opts        ClientOptions
+	hooks       []plugin.ClientHooks
+
+	wmu sync.Mutex // serialises writes and the flush of the queue
+
+	mu          sync.Mutex
+	conn        transport.Conn
+	open        bool
+	ended       bool
+	endErr      error
+	queue       [][]byte
+	idWaiters   []chan string
+	closed      chan struct{} // closed when the client ends
+	closedCtx   context.Context
+	cancelAll   context.CancelFunc
+	done        chan struct{} // closed when every goroutine has finished
+	wg          sync.WaitGroup
+	endOnce     sync.Once
+	pingTimer   *time.Timer
+	serverClose bool
+}
+
+// Dial connects to a server. rawURL is the server's address with its
+// pathname and the connection's query, such as
+// "http://127.0.0.1:8080/primus?token=abc" (ws:// and wss:// work too; an
+// empty path means "/primus"). Dial returns once the first connection is
+// open, or with the error that prevented it: a refusal wraps a
+// *transport.HandshakeError carrying the HTTP status and body.
+func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, error) {
+	var o ClientOptions
+	if opts != nil {
+		o = *opts
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("primus: bad url: %w", err)
+	}
+	switch u.Scheme {
+	case "http", "https", "ws", "wss":
+	default:
+		return nil, fmt.Errorf("primus: bad url %q: scheme must be http, https, ws or wss", rawURL)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = defaultPathname
+	}
+	c := &Client{
+		url:         u.String(),
+		dialer:      o.Dialer,
+		parser:      o.Parser,
+		pingTimeout: o.PingTimeout,
+		backoff:     o.Reconnect,
+		connectTO:   o.ConnectTimeout,
+		writeTO:     o.WriteTimeout,
+		queueSize:   o.QueueSize,
+		log:         o.Logger,
+		opts:        o,
+		closed:      make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	if c.dialer == nil {
+		c.dialer = websocket.New()
+	}
+	if c.parser == nil {
+		c.parser = parser.JSON
+	}
+	c.closedCtx, c.cancelAll = context.WithCancel(context.Background())
+	c.frameType = transport.Text
+	if c.parser.Binary() {
+		c.frameType = transport.Binary
+	}
+	if c.backoff.Min <= 0 {
+		c.backoff.Min = 500 * time.Millisecond
+	}
+	if c.backoff.Factor <= 0 {
+		c.backoff.Factor = 2
+	}
+	if c.backoff.Retries == 0 {
+		c.backoff.Retries = 10
+	}
+	if c.connectTO <= 0 {
+		c.connectTO = 30 * time.Second
+	}
+	if c.writeTO <= 0 {
+		c.writeTO = 10 * time.Second
+	}
+	if c.queueSize <= 0 {
+		c.queueSize = 4096
+	}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxMessageSize <= 0 {
+		o.MaxMessageSize = 16 << 20
+	}
+	c.dialOpts = transport.DialOptions{Header: o.Header, HTTPClient: o.HTTPClient, MaxMessageSize: o.MaxMessageSize}
+
+	seen := map[string]bool{}
+	host := &clientHost{c: c}
+	for _, p := range o.Plugins {
+		if p == nil || p.Name() == "" {
+			return nil, errors.New("primus: nil or unnamed plugin")
+		}
+		if seen[p.Name()] {
+			return nil, fmt.Errorf("primus: two plugins named %q", p.Name())
+		}
+		seen[p.Name()] = true
+		if cp, ok := p.(plugin.ClientPlugin); ok {
+			if err := cp.SetupClient(host); err != nil {
+				return nil, fmt.Errorf("primus: failed to set up plugin %q: %w", p.Name(), err)
+			}
+		}
+	}
+
+	if c.pingTimeout == 0 {
+		c.pingTimeout = 45 * time.Second
+		if iv, err := fetchPingInterval(ctx, o.HTTPClient, u); err == nil {
+			if iv <= 0 {
+				c.pingTimeout = -1
+			} else {
+				c.pingTimeout = iv + (iv+1)/2
+			}
+		} else {
+			c.log.Warn("primus: could not read the server's spec; using a 45s ping timeout", "error", err)
+		}
+	}
+
+	conn, err := c.dialer.Dial(ctx, c.url, c.dialOpts)
+	if err != nil {
+		c.cancelAll()
+		return nil, fmt.Errorf("primus: failed to connect: %w", err)
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.serve(conn)
+	}()
+	go func() {
+		c.wg.Wait()
+		close(c.done)
+	}()
+	return c, nil
+}
+
+// fetchPingInterval reads pingInterval from <pathname>/spec.
+func fetchPingInterval(ctx context.Context, hc *http.Client, u *url.URL) (time.Duration, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	su := *u
+	switch su.Scheme {
+	case "ws":
+		su.Scheme = "http"
+	case "wss":
+		su.Scheme = "https"
+	}
+	su.Path = strings.TrimSuffix(su.Path, "/") + "/spec"
+	su.RawQuery = ""
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, su.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("primus: spec answered HTTP %d", resp.StatusCode)
+	}
+	var spec struct {
+		PingInterval json.RawMessage `json:"pingInterval"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&spec); err != nil {
+		return 0, err
+	}
+	if string(spec.PingInterval) == "false" {
+		return -1, nil
+	}
+	ms, err := strconv.ParseFloat(string(spec.PingInterval), 64)
+	if err != nil {
+		return 0, fmt.Errorf("primus: bad pingInterval in spec: %w", err)
+	}
+	return time.Duration(ms * float64(time.Millisecond)), nil
+}
+
+// serve runs connections until the client ends: it opens conn, reads it
+// until it is lost, and reconnects.
+func (c *Client) serve(conn transport.Conn) {
+	for conn != nil {
+		cause := c.runConn(conn)
+		if cause == nil {
+			return
+		}
+		conn = c.reconnect(cause)
+	}
+}
+
+// runConn flushes the queue on conn, reads it until it ends, and returns
+// nil when the client has ended for good, or the cause of the loss.
+func (c *Client) runConn(conn transport.Conn) error {
+	if !c.activate(conn) {
+		_ = conn.Close(transport.StatusNormalClosure, "")
+		return nil
+	}
+	for _, h := range c.hooks {
+		if h.Open != nil {
+			h.Open(c)
+		}
+	}
+	if c.opts.OnOpen != nil {
+		c.opts.OnOpen()
+	}
+	var readErr error
+	for {
+		typ, data, err := conn.Read(context.Background())
+		if err != nil {
+			readErr = err
+			break
+		}
+		c.handle(conn, typ, data)
+	}
+	c.mu.Lock()
+	c.open = false
+	c.conn = nil
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+		c.pingTimer = nil
+	}
+	ended, serverClose := c.ended, c.serverClose
+	c.mu.Unlock()
+	_ = conn.CloseNow()
+	reconnecting := !ended && !serverClose && c.backoff.Retries > 0
+	for _, h := range c.hooks {
+		if h.Close != nil {
+			h.Close(c, readErr, reconnecting)
+		}
+	}
+	switch {
+	case ended:
+		return nil
+	case serverClose:
+		c.end(nil)
+		return nil
+	case c.backoff.Retries < 0:
+		c.end(fmt.Errorf("primus: connection lost: %w", readErr))
+		return nil
+	}
+	c.reportError(fmt.Errorf("primus: connection lost: %w", readErr))
+	return readErr
+}
+
+// activate makes conn the current connection and flushes the offline queue
+// onto it before any new write, so that order is kept.
+func (c *Client) activate(conn transport.Conn) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return false
+	}
+	c.conn = conn
+	c.serverClose = false
+	queue := c.queue
+	c.queue = nil
+	c.mu.Unlock()
+	for i, b := range queue {
+		if err := c.writeConn(conn, b); err != nil {
+			c.mu.Lock()
+			c.queue = append(queue[i:len(queue):len(queue)], c.queue...)
+			c.mu.Unlock()
+			_ = conn.CloseNow() // the read loop sees it and reconnects
+			break
+		}
+	}
+	c.mu.Lock()
+	c.open = true
+	c.resetPingTimerLocked(conn)
+	c.mu.Unlock()
+	return true
+}
+
+func (c *Client) writeConn(conn transport.Conn, b []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.writeTO)
+	defer cancel()
+	return conn.Write(ctx, c.frameType, b)
+}
+
+func (c *Client) resetPingTimerLocked(conn transport.Conn) {
+	if c.pingTimeout <= 0 {
+		return
+	}
+	if c.pingTimer != nil {
+		c.pingTimer.Stop()
+	}
+	c.pingTimer = time.AfterFunc(c.pingTimeout, func() {
+		c.log.Debug("primus: no ping from the server; reconnecting")
+		c.reportError(ErrHeartbeatTimeout)
+		_ = conn.CloseNow()
+	})
+}
+
+// reconnect waits and dials with back-off; it returns the new connection, or
+// nil when the client has ended.
+func (c *Client) reconnect(cause error) transport.Conn {
+	for attempt := 1; attempt <= c.backoff.Retries; attempt++ {
+		wait := c.backoff.Min
+		if attempt > 1 {
+			base := float64(c.backoff.Min) * math.Pow(c.backoff.Factor, float64(attempt-1))
+			wait = time.Duration(math.Round((rand.Float64() + 1) * base))
+		}
+		if c.backoff.Max > 0 && wait > c.backoff.Max {
+			wait = c.backoff.Max
+		}
+		if c.opts.OnReconnect != nil {
+			c.opts.OnReconnect(ReconnectEvent{Attempt: attempt, Retries: c.backoff.Retries, Wait: wait, Cause: cause})
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-c.closed:
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(c.closedCtx, c.connectTO)
+		conn, err := c.dialer.Dial(ctx, c.url, c.dialOpts)
+		cancel()
+		if err == nil {
+			return conn
+		}
+		var he *transport.HandshakeError
+		if errors.As(err, &he) {
+			c.end(fmt.Errorf("primus: reconnect refused: %w", err))
+			return nil
+		}
+		select {
+		case <-c.closed:
+			return nil
+		default:
+		}
+		c.log.Debug("primus: reconnect attempt failed", "attempt", attempt, "error", err)
+		cause = err
+	}
+	c.end(fmt.Errorf("%w: %w", ErrReconnectFailed, cause))
+	return nil
+}
+
+// handle processes one incoming frame.
+func (c *Client) handle(conn transport.Conn, typ transport.MessageType, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	var m *Message
+	if typ == transport.Binary && !c.parser.Binary() {
+		m = parser.NewBinaryMessage(data)
+	} else {
+		if maybeControl(c.parser, data) {
+			if s, ok := parser.DecodeString(c.parser, data); ok && strings.HasPrefix(s, controlPrefix) && c.control(conn, s) {
+				return
+			}
+		}
+		m = parser.NewMessage(c.parser, data)
+		if err := m.Check(); err != nil {
+			c.reportError(fmt.Errorf("primus: failed to decode incoming data: %w", err))
+			return
+		}
+	}
+	for _, h := range c.hooks {
+		if h.Incoming == nil {
+			continue
+		}
+		pass, err := h.Incoming(c, m)
+		if err != nil {
+			c.reportError(fmt.Errorf("primus: incoming transform: %w", err))
+			return
+		}
+		if !pass {
+			return
+		}
+	}
+	if c.opts.OnData != nil {
+		c.opts.OnData(m)
+	}
+}
+
+func (c *Client) control(conn transport.Conn, s string) bool {
+	switch {
+	case strings.HasPrefix(s, pingPrefix):
+		c.mu.Lock()
+		if c.conn == conn {
+			c.resetPingTimerLocked(conn)
+		}
+		c.mu.Unlock()
+		if b, err := c.parser.Encode(pongPrefix + s[len(pingPrefix):]); err == nil {
+			c.wmu.Lock()
+			err = c.writeConn(conn, b)
+			c.wmu.Unlock()
+			if err != nil {
+				_ = conn.CloseNow()
+			}
+		}
+		return true
+	case strings.HasPrefix(s, idPrefix):
+		id := s[len(idPrefix):]
+		c.mu.Lock()
+		waiters := c.idWaiters
+		c.idWaiters = nil
+		c.mu.Unlock()
+		for _, w := range waiters {
+			w <- id
+		}
+		return true
+	case s == serverClose:
+		c.mu.Lock()
+		c.serverClose = true
+		c.mu.Unlock()
+		return true
+	case strings.HasPrefix(s, "primus::server::"):
+		return true
+	}
+	return false
+}
+
+// Write encodes v and sends it, or queues it while the client is offline
+// (flushed in order when a connection opens). It returns ErrClosed after
+// the client ended and ErrQueueFull when the offline queue is full. A write
+// that fails on a dying connection is queued again for the next one.
+func (c *Client) Write(v any) error {
+	for _, h := range c.hooks {
+		if h.Outgoing == nil {
+			continue
+		}
+		out, pass, err := h.Outgoing(c, v)
+		if err != nil {
+			return fmt.Errorf("primus: outgoing transform: %w", err)
+		}
+		if !pass {
+			return nil
+		}
+		v = out
+	}
+	var b []byte
+	if r, ok := v.(Raw); ok {
+		b = r
+	} else {
+		var err error
+		if b, err = c.parser.Encode(v); err != nil {
+			return fmt.Errorf("primus: failed to encode outgoing data: %w", err)
+		}
+	}
+	return c.writeEncoded(b)
+}
+
+func (c *Client) writeEncoded(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if !c.open {
+		if len(c.queue) >= c.queueSize {
+			c.mu.Unlock()
+			return ErrQueueFull
+		}
+		c.queue = append(c.queue, b)
+		c.mu.Unlock()
+		return nil
+	}
+	conn := c.conn
+	c.mu.Unlock()
+	if err := c.writeConn(conn, b); err != nil {
+		c.mu.Lock()
+		c.open = false
+		if !c.ended {
+			c.queue = append([][]byte{b}, c.queue...)
+		}
+		c.mu.Unlock()
+		_ = conn.CloseNow()
+	}
+	return nil
+}
+
+// ID asks the server for this connection's spark id ("primus::id::").
+func (c *Client) ID(ctx context.Context) (string, error) {
+	ch := make(chan string, 1)
+	c.mu.Lock()
+	c.idWaiters = append(c.idWaiters, ch)
+	c.mu.Unlock()
+	b, err := c.parser.Encode(idPrefix)
+	if err == nil {
+		err = c.writeEncoded(b)
+	}
+	if err != nil {
+		return "", err
+	}
+	select {
+	case id := <-ch:
+		return id, nil
+	case <-c.done:
+		return "", ErrClosed
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+}
+
+// Done is closed when the client has ended and its goroutines have exited.
+func (c *Client) Done() <-chan struct{} { return c.done }
+
+// Err returns why the client ended (nil while running, after Close and after
+// an intentional end by the server).
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.endErr
+}
+
+// Close ends the client: it closes the connection without reconnecting,
+// drops queued writes and waits for the client's goroutines to exit.
+func (c *Client) Close() error {
+	c.end(nil)
+	<-c.done
+	return nil
+}
+
+// end marks the client ended once, with a reason.
+func (c *Client) end(reason error) {
+	c.endOnce.Do(func() {
+		c.mu.Lock()
+		c.ended = true
+		c.open = false
+		c.endErr = reason
+		c.queue = nil
+		conn := c.conn
+		if c.pingTimer != nil {
+			c.pingTimer.Stop()
+			c.pingTimer = nil
+		}
+		c.mu.Unlock()
+		close(c.closed)
+		c.cancelAll()
+		if conn != nil {
+			// The reading goroutine is running (it clears conn when it
+			// stops), so the wait group cannot be at zero here.
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				_ = conn.Close(transport.StatusNormalClosure, "")
+			}()
+		}
+		if c.opts.OnEnd != nil {
+			c.opts.OnEnd(reason)
+		}
+	})
+}
+
+func (c *Client) reportError(err error) {
+	c.log.Debug("primus: client error", "error", err)
+	if c.opts.OnError != nil {
+		c.opts.OnError(err)
+	}
+}
+
+var _ plugin.Client = (*Client)(nil)
+
+type clientHost struct{ c *Client }
+
+func (h *clientHost) Install(hooks plugin.ClientHooks) { h.c.hooks = append(h.c.hooks, hooks) }
+func (h *clientHost) Parser() parser.Parser           { return h.c.parser }
+func (h *clientHost) Logger() *slog.Logger            { return h.c.log }
+func (h *clientHost) Client() plugin.Client           { return h.c }

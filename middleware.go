@@ -1,0 +1,128 @@
+package primus
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// Middleware is ordinary net/http middleware. Layers added with Use run, in
+// order, for every request under the pathname except <pathname>/spec and the
+// client library, before authorization and the transformer. A layer refuses
+// a request by answering it (Refuse does so the way Primus does) and not
+// calling next; it can pass values on with r.WithContext, and they reach the
+// spark's Context.
+type Middleware func(next http.Handler) http.Handler
+
+type layer struct {
+	name string
+	mw   Middleware
+}
+
+// Use adds a named middleware layer at the end of the chain; using a name
+// again replaces that layer in place.
+func (s *Server) Use(name string, mw Middleware) error {
+	if name == "" || mw == nil {
+		return errors.New("primus: Use needs a name and a middleware")
+	}
+	s.mwMu.Lock()
+	defer s.mwMu.Unlock()
+	for i := range s.layers {
+		if s.layers[i].name == name {
+			s.layers[i].mw = mw
+			s.rebuildChainLocked()
+			return nil
+		}
+	}
+	s.layers = append(s.layers, layer{name, mw})
+	s.rebuildChainLocked()
+	return nil
+}
+
+// Remove removes the named middleware layer and reports whether it was
+// there.
+func (s *Server) Remove(name string) bool {
+	s.mwMu.Lock()
+	defer s.mwMu.Unlock()
+	for i := range s.layers {
+		if s.layers[i].name == name {
+			s.layers = append(s.layers[:i:i], s.layers[i+1:]...)
+			s.rebuildChainLocked()
+			return true
+		}
+	}
+	return false
+}
+
+// Middlewares returns the names of the layers, in order.
+func (s *Server) Middlewares() []string {
+	s.mwMu.Lock()
+	defer s.mwMu.Unlock()
+	names := make([]string, len(s.layers))
+	for i, l := range s.layers {
+		names[i] = l.name
+	}
+	return names
+}
+
+func (s *Server) rebuildChain() {
+	s.mwMu.Lock()
+	defer s.mwMu.Unlock()
+	s.rebuildChainLocked()
+}
+
+func (s *Server) rebuildChainLocked() {
+	var h http.Handler = http.HandlerFunc(s.final)
+	for i := len(s.layers) - 1; i >= 0; i-- {
+		h = s.layers[i].mw(h)
+	}
+	s.chain.Store(&h)
+}
+
+// AuthorizeFunc decides whether a request may connect. A nil error accepts
+// it. Any other error refuses it with the status the error carries (an
+// *HTTPError, or any error with a StatusCode() int method; 401 otherwise) and
+// the JSON body {"error": err.Error()}. The stock Primus client then emits
+// error and end, and does not retry.
+type AuthorizeFunc func(r *http.Request) error
+
+// Authorize sets the authorization function, run for every request under
+// the pathname (each handshake, and each polling request of transformers
+// that poll) after the middleware layers. nil removes it.
+func (s *Server) Authorize(fn AuthorizeFunc) {
+	if fn == nil {
+		s.authorize.Store(nil)
+		return
+	}
+	s.authorize.Store(&fn)
+}
+
+// Refuse answers a request the way Primus refuses one: the status carried by
+// err (401 by default), Content-Type application/json and the body
+// {"error": err.Error()}, with WWW-Authenticate when err is an *HTTPError
+// that sets it.
+func Refuse(w http.ResponseWriter, err error) {
+	status := http.StatusUnauthorized
+	var sc interface{ StatusCode() int }
+	if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() <= 599 {
+		status = sc.StatusCode()
+	}
+	var he *HTTPError
+	if errors.As(err, &he) && he.Authenticate != "" && status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", he.Authenticate)
+	}
+	msg := "unauthorized"
+	if err != nil {
+		msg = err.Error()
+	}
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+

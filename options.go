@@ -1,0 +1,93 @@
+package primus
+
+import (
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/go-primus/primus/parser"
+	"github.com/go-primus/primus/plugin"
+	"github.com/go-primus/primus/transport"
+)
+
+// Options configure a Server. The zero value of every field means the
+// documented default; a nil *Options means all defaults.
+type Options struct {
+	// Pathname is the URL path prefix the server owns. Zero value means
+	// "/primus". A missing leading "/" is added.
+	Pathname string
+
+	// Transformer is the real-time framework. Zero value means the
+	// WebSocket transformer (transport/websocket).
+	Transformer transport.Transformer
+
+	// Parser encodes and decodes messages. Zero value means parser.JSON.
+	Parser parser.Parser
+
+	// PingInterval is the heartbeat interval: every interval the server
+	// writes "primus::ping::<ms>" to every spark and closes those that did
+	// not answer the previous ping. Zero value means 30 seconds; a negative
+	// value disables heartbeats.
+	PingInterval time.Duration
+
+	// MaxMessageSize is the largest message accepted from a client, in
+	// bytes; a larger one closes the connection with status 1009 and
+	// ErrMessageTooBig. Zero value means 1 MiB.
+	MaxMessageSize int64
+
+	// SendQueueBytes bounds each spark's queue of messages not yet written
+	// to its transport. A write that would go over it closes the spark with
+	// ErrSlowConsumer (the client reconnects); a broadcast never waits for a
+	// slow client. A single message larger than the bound is still accepted
+	// by an empty queue. Zero value means 4 MiB.
+	SendQueueBytes int64
+
+	// WriteTimeout bounds the time the transport may take to accept one
+	// message; a spark that goes over it is closed. Zero value means 10 s.
+	WriteTimeout time.Duration
+
+	// HandshakeTimeout bounds the time from a request's arrival to the
+	// connection being open, middleware and authorization included. Zero
+	// value means 10 s. Slow request headers are the http.Server's
+	// ReadHeaderTimeout's business.
+	HandshakeTimeout time.Duration
+
+	// OriginPatterns lists extra browser origins allowed to connect, as
+	// host patterns for path.Match ("example.com", "*.example.com"). The
+	// request's own host is always allowed; requests without an Origin
+	// header (non-browser clients) are not checked.
+	OriginPatterns []string
+
+	// InsecureAllowAnyOrigin turns the origin check off: any web page on
+	// any site can then open connections with your users' cookies. Use
+	// OriginPatterns instead unless you know why you can't.
+	InsecureAllowAnyOrigin bool
+
+	// TrustedProxies lists the networks whose forwarding headers
+	// (X-Forwarded-For, X-Real-IP, Forwarded) are believed when computing a
+	// spark's Address. Zero value means none: the address is the socket's.
+	TrustedProxies []netip.Prefix
+
+	// Compression enables per-message compression where the transformer
+	// supports it. Zero value means off.
+	Compression bool
+
+	// IDGenerator makes spark ids; they must be unique. Zero value means
+	// 26 characters from crypto/rand (130 bits).
+	IDGenerator func() string
+
+	// Plugins are set up in order when the server is built.
+	Plugins []plugin.Plugin
+
+	// Logger receives the server's diagnostics. Zero value means silent.
+	Logger *slog.Logger
+}
+
+const (
+	defaultPathname         = "/primus"
+	defaultPingInterval     = 30 * time.Second
+	defaultMaxMessageSize   = 1 << 20
+	defaultSendQueueBytes   = 4 << 20
+	defaultWriteTimeout     = 10 * time.Second
+	defaultHandshakeTimeout = 10 * time.Second
+)

@@ -1,0 +1,471 @@
+package primus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-primus/primus/parser"
+	"github.com/go-primus/primus/plugin"
+	"github.com/go-primus/primus/transport"
+	"github.com/go-primus/primus/transport/websocket"
+)
+
+// Version is this library's version, served in <pathname>/spec.
+const Version = "0.1.0"
+
+// Message is one received data message; see parser.Message.
+type Message = parser.Message
+
+// Raw is a message already encoded with the server's parser; writing it
+// sends its bytes unchanged. See parser.Raw.
+type Raw = parser.Raw
+
+// Server turns HTTP requests under its pathname into Sparks. It is an
+// http.Handler: mount it on any mux at its pathname and below
+// (mux.Handle("/primus/", srv) and mux.Handle("/primus", srv)), or serve it
+// alone.
+//
+// All methods are safe for concurrent use.
+type Server struct {
+	pathname     string
+	parser       parser.Parser
+	frameType    transport.MessageType
+	transformer  transport.Transformer
+	transport    http.Handler
+	pingInterval time.Duration
+	maxMessage   int64
+	queueBytes   int64
+	writeTimeout time.Duration
+	handshake    time.Duration
+	trusted      []netip.Prefix
+	newID        func() string
+	log          *slog.Logger
+	spec         []byte
+
+	hooks       []plugin.ServerHooks
+	hasOutgoing bool
+
+	onConnection    handlers[func(*Spark)]
+	onDisconnection handlers[func(*Spark)]
+
+	mwMu      sync.Mutex
+	layers    []layer
+	chain     atomic.Pointer[http.Handler]
+	authorize atomic.Pointer[AuthorizeFunc]
+
+	mu        sync.RWMutex
+	sparks    map[string]*Spark
+	closing   bool
+	running   sync.WaitGroup
+	hbStop    chan struct{} // non-nil while the heartbeat loop runs
+	hbStopped chan struct{}
+}
+
+// New builds a server. It refuses a parser the transformer cannot carry,
+// two plugins with one name, and a plugin whose set-up fails.
+func New(opts *Options) (*Server, error) {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	s := &Server{
+		pathname:     o.Pathname,
+		parser:       o.Parser,
+		transformer:  o.Transformer,
+		pingInterval: o.PingInterval,
+		maxMessage:   o.MaxMessageSize,
+		queueBytes:   o.SendQueueBytes,
+		writeTimeout: o.WriteTimeout,
+		handshake:    o.HandshakeTimeout,
+		newID:        o.IDGenerator,
+		log:          o.Logger,
+		sparks:       make(map[string]*Spark),
+	}
+	if s.pathname == "" {
+		s.pathname = defaultPathname
+	}
+	if !strings.HasPrefix(s.pathname, "/") {
+		s.pathname = "/" + s.pathname
+	}
+	s.pathname = strings.TrimSuffix(s.pathname, "/")
+	if s.pathname == "" {
+		return nil, errors.New("primus: pathname must not be the root")
+	}
+	if s.parser == nil {
+		s.parser = parser.JSON
+	}
+	if s.transformer == nil {
+		s.transformer = websocket.New()
+	}
+	if s.pingInterval == 0 {
+		s.pingInterval = defaultPingInterval
+	}
+	if s.maxMessage <= 0 {
+		s.maxMessage = defaultMaxMessageSize
+	}
+	if s.queueBytes <= 0 {
+		s.queueBytes = defaultSendQueueBytes
+	}
+	if s.writeTimeout <= 0 {
+		s.writeTimeout = defaultWriteTimeout
+	}
+	if s.handshake <= 0 {
+		s.handshake = defaultHandshakeTimeout
+	}
+	if s.newID == nil {
+		s.newID = randomID
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range o.TrustedProxies {
+		s.trusted = append(s.trusted, p.Masked())
+	}
+
+	s.frameType = transport.Text
+	if s.parser.Binary() {
+		if !s.transformer.Capabilities().Binary {
+			return nil, fmt.Errorf("primus: the %q parser is binary but the %q transformer carries text only; use a text parser such as parser.JSON, or a transformer with binary frames such as transport/websocket",
+				s.parser.Name(), s.transformer.Name())
+		}
+		s.frameType = transport.Binary
+	}
+
+	th, err := s.transformer.Handler(transport.Options{
+		Pathname:                s.pathname,
+		MaxMessageSize:          s.maxMessage,
+		OriginPatterns:          append([]string(nil), o.OriginPatterns...),
+		InsecureSkipOriginCheck: o.InsecureAllowAnyOrigin,
+		HandshakeTimeout:        s.handshake,
+		Compression:             o.Compression,
+		Logger:                  s.log,
+	}, s.accept)
+	if err != nil {
+		return nil, fmt.Errorf("primus: failed to set up the %q transformer: %w", s.transformer.Name(), err)
+	}
+	s.transport = th
+
+	seen := map[string]bool{}
+	host := &serverHost{s: s}
+	for _, p := range o.Plugins {
+		if p == nil {
+			return nil, errors.New("primus: nil plugin")
+		}
+		name := p.Name()
+		if name == "" {
+			return nil, errors.New("primus: plugin without a name")
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("primus: two plugins named %q", name)
+		}
+		seen[name] = true
+		if sp, ok := p.(plugin.ServerPlugin); ok {
+			if err := sp.SetupServer(host); err != nil {
+				return nil, fmt.Errorf("primus: failed to set up plugin %q: %w", name, err)
+			}
+		}
+	}
+	host.done = true
+
+	ping := any(s.pingInterval.Milliseconds())
+	if s.pingInterval < 0 {
+		ping = false
+	}
+	s.spec, _ = json.Marshal(struct {
+		PingInterval any    `json:"pingInterval"`
+		Pathname     string `json:"pathname"`
+		Version      string `json:"version"`
+		Parser       string `json:"parser"`
+		Transformer  string `json:"transformer"`
+	}{ping, s.pathname, Version, s.parser.Name(), s.transformer.Name()})
+
+	s.rebuildChain()
+	return s, nil
+}
+
+// Pathname returns the path prefix the server owns, such as "/primus".
+func (s *Server) Pathname() string { return s.pathname }
+
+// Parser returns the server's parser.
+func (s *Server) Parser() parser.Parser { return s.parser }
+
+// PingInterval returns the heartbeat interval; negative when disabled.
+func (s *Server) PingInterval() time.Duration { return s.pingInterval }
+
+// ServeHTTP serves <pathname>/spec and hands every other request under the
+// pathname to the middleware chain, the authorization function and the
+// transformer, in that order. Requests outside the pathname get 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p := r.URL.Path
+	if p != s.pathname && !strings.HasPrefix(p, s.pathname+"/") {
+		http.NotFound(w, r)
+		return
+	}
+	if p == s.pathname+"/spec" {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(s.spec)))
+		_, _ = w.Write(s.spec)
+		return
+	}
+	s.mu.RLock()
+	closing := s.closing
+	s.mu.RUnlock()
+	if closing {
+		Refuse(w, &HTTPError{Status: http.StatusServiceUnavailable, Message: ErrServerClosed.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.handshake)
+	defer cancel()
+	(*s.chain.Load()).ServeHTTP(w, r.WithContext(ctx))
+}
+
+// final is the end of the middleware chain: authorization, then the
+// transformer.
+func (s *Server) final(w http.ResponseWriter, r *http.Request) {
+	if fn := s.authorize.Load(); fn != nil {
+		if err := (*fn)(r); err != nil {
+			s.log.Debug("primus: request refused", "remote", r.RemoteAddr, "error", err)
+			Refuse(w, err)
+			return
+		}
+	}
+	if err := r.Context().Err(); err != nil {
+		Refuse(w, &HTTPError{Status: http.StatusServiceUnavailable, Message: "primus: handshake timeout"})
+		return
+	}
+	s.transport.ServeHTTP(w, r)
+}
+
+// accept runs one connection; it is the transformer's AcceptFunc.
+func (s *Server) accept(r *http.Request, c transport.Conn) {
+	sp := newSpark(s, r, c)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		_ = c.Close(transport.StatusGoingAway, "server shutting down")
+		return
+	}
+	if _, dup := s.sparks[sp.id]; dup {
+		s.mu.Unlock()
+		s.log.Error("primus: IDGenerator returned a duplicate id", "id", sp.id)
+		_ = c.Close(transport.StatusInternalError, "duplicate id")
+		return
+	}
+	s.sparks[sp.id] = sp
+	s.running.Add(1)
+	if s.pingInterval > 0 && s.hbStop == nil {
+		s.hbStop, s.hbStopped = make(chan struct{}), make(chan struct{})
+		go s.heartbeatLoop(s.hbStop, s.hbStopped)
+	}
+	s.mu.Unlock()
+	defer s.running.Done()
+	sp.run()
+}
+
+func (s *Server) remove(sp *Spark) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sparks[sp.id] == sp {
+		delete(s.sparks, sp.id)
+	}
+	if len(s.sparks) == 0 && s.hbStop != nil {
+		close(s.hbStop)
+		s.hbStop = nil
+	}
+}
+
+// OnConnection adds a handler run for each new spark, before any of its
+// messages is read: set the spark's handlers there. Handlers run in the
+// spark's reading goroutine, in the order they were added.
+func (s *Server) OnConnection(f func(*Spark)) { s.onConnection.add(f) }
+
+// OnDisconnection adds a handler run once for each spark that has ended,
+// after the spark's own end handlers.
+func (s *Server) OnDisconnection(f func(*Spark)) { s.onDisconnection.add(f) }
+
+// Write broadcasts v to every connected spark. The value is encoded once
+// (once per spark only when a plugin transforms outgoing messages), and the
+// call never waits for a slow client: a spark whose queue is full is closed
+// with ErrSlowConsumer. It returns an encoding error, or ErrServerClosed.
+func (s *Server) Write(v any) error {
+	if s.hasOutgoing {
+		var first error
+		s.ForEach(func(sp *Spark) bool {
+			if err := sp.Write(v); err != nil && first == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrSlowConsumer) {
+				first = err
+			}
+			return true
+		})
+		return first
+	}
+	data, err := s.encode(v)
+	if err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closing {
+		return ErrServerClosed
+	}
+	for _, sp := range s.sparks {
+		_ = sp.enqueue(data, false)
+	}
+	return nil
+}
+
+func (s *Server) encode(v any) ([]byte, error) {
+	if r, ok := v.(Raw); ok {
+		return r, nil
+	}
+	b, err := s.parser.Encode(v)
+	if err != nil {
+		return nil, fmt.Errorf("primus: failed to encode outgoing data: %w", err)
+	}
+	return b, nil
+}
+
+// Spark returns the connected spark with the id.
+func (s *Server) Spark(id string) (*Spark, bool) {
+	s.mu.RLock()
+	sp, ok := s.sparks[id]
+	s.mu.RUnlock()
+	return sp, ok
+}
+
+// Count returns the number of connected sparks.
+func (s *Server) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.sparks)
+}
+
+// ForEach calls f for every spark connected when it is called, until f
+// returns false. f may write to, end or close sparks.
+func (s *Server) ForEach(f func(*Spark) bool) {
+	for _, sp := range s.snapshot() {
+		if !f(sp) {
+			return
+		}
+	}
+}
+
+func (s *Server) snapshot() []*Spark {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	all := make([]*Spark, 0, len(s.sparks))
+	for _, sp := range s.sparks {
+		all = append(all, sp)
+	}
+	return all
+}
+
+// shutdownBatch is how many sparks Shutdown ends before it yields and checks
+// its context.
+const shutdownBatch = 256
+
+// Shutdown stops accepting connections, ends every spark with
+// "primus::server::close" (so clients do not reconnect), and waits until
+// their queued messages are written and their connections closed. When ctx
+// ends first, it closes whatever is left at once and returns ctx's error.
+// net/http's Server.Shutdown does not wait for WebSocket connections; hook
+// this in with RegisterOnShutdown (see the package example).
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	stopped := s.hbStopped
+	s.mu.Unlock()
+
+	for i, sp := range s.snapshot() {
+		_ = sp.End()
+		if (i+1)%shutdownBatch == 0 {
+			runtime.Gosched()
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		s.running.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+		for _, sp := range s.snapshot() {
+			sp.abort(ErrServerClosed)
+		}
+		<-done
+	}
+	if stopped != nil {
+		<-stopped
+	}
+	return err
+}
+
+// handlers is a copy-on-write list of callbacks: adding is rare, reading is
+// on every message.
+type handlers[T any] struct {
+	mu   sync.Mutex
+	list atomic.Pointer[[]T]
+}
+
+func (h *handlers[T]) add(f T) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var next []T
+	if old := h.list.Load(); old != nil {
+		next = append(next, *old...)
+	}
+	next = append(next, f)
+	h.list.Store(&next)
+}
+
+func (h *handlers[T]) get() []T {
+	if l := h.list.Load(); l != nil {
+		return *l
+	}
+	return nil
+}
+
+// serverHost is what plugins see of the server at set-up.
+type serverHost struct {
+	s    *Server
+	done bool
+}
+
+func (h *serverHost) Install(hooks plugin.ServerHooks) {
+	if h.done {
+		panic("primus: plugin hooks installed after the server was built")
+	}
+	h.s.hooks = append(h.s.hooks, hooks)
+	if hooks.Outgoing != nil {
+		h.s.hasOutgoing = true
+	}
+}
+func (h *serverHost) Parser() parser.Parser { return h.s.parser }
+func (h *serverHost) Logger() *slog.Logger  { return h.s.log }
+func (h *serverHost) Write(v any) error     { return h.s.Write(v) }
+func (h *serverHost) Spark(id string) (plugin.Spark, bool) {
+	sp, ok := h.s.Spark(id)
+	if !ok {
+		return nil, false
+	}
+	return sp, true
+}
+func (h *serverHost) ForEach(f func(plugin.Spark) bool) {
+	h.s.ForEach(func(sp *Spark) bool { return f(sp) })
+}

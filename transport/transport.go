@@ -1,0 +1,164 @@
+// Package transport defines the contract between the primus core and a
+// real-time framework (a "transformer" in Primus's words): a Transformer turns
+// HTTP requests under the server's pathname into connections that move whole
+// messages, and a Dialer opens such a connection from a Go program.
+//
+// The core never sees the framework: it reads and writes [Frame]s on a [Conn].
+// To add a framework, implement [Transformer] (and [Dialer] for the Go client)
+// in a package of your own; see transport/websocket for the reference one.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// MessageType says whether a frame carries text or binary data.
+type MessageType uint8
+
+const (
+	// Text frames carry UTF-8 text (the JSON parser's output).
+	Text MessageType = 1
+	// Binary frames carry arbitrary bytes (the CBOR parser's output).
+	Binary MessageType = 2
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case Text:
+		return "text"
+	case Binary:
+		return "binary"
+	}
+	return fmt.Sprintf("MessageType(%d)", uint8(t))
+}
+
+// Conn is one established connection. Read is called from one goroutine at a
+// time and Write from one goroutine at a time; Close and CloseNow may be
+// called concurrently with both, and more than once.
+type Conn interface {
+	// Read blocks until a whole message arrives. It returns an error wrapping
+	// ErrMessageTooBig when the peer sent a message over the read limit (the
+	// connection is closed by then), and some other error when the
+	// connection is gone.
+	Read(ctx context.Context) (MessageType, []byte, error)
+	// Write sends one whole message. The slice must not be modified by the
+	// Conn and may be shared with other connections.
+	Write(ctx context.Context, typ MessageType, data []byte) error
+	// Close closes the connection with a status code and reason where the
+	// framework has them, waiting a bounded time for the peer to agree.
+	Close(code int, reason string) error
+	// CloseNow closes the underlying connection at once, without handshake.
+	CloseNow() error
+}
+
+// Close status codes used by the core (the WebSocket ones; other frameworks
+// map them as they see fit).
+const (
+	StatusNormalClosure   = 1000
+	StatusGoingAway       = 1001
+	StatusPolicyViolation = 1008
+	StatusMessageTooBig   = 1009
+	StatusInternalError   = 1011
+	StatusTryAgainLater   = 1013
+)
+
+// ErrMessageTooBig is wrapped by Conn.Read when a message exceeded the limit.
+var ErrMessageTooBig = errors.New("transport: message too big")
+
+// Capabilities say what a transformer's connections can carry.
+type Capabilities struct {
+	// Binary is true when the connections carry binary frames. A server
+	// refuses a binary parser on a transformer without it.
+	Binary bool
+}
+
+// Options are the core's settings that a transformer must apply. The server
+// fills every field; zero values never reach a transformer.
+type Options struct {
+	// Pathname is the prefix the server owns, such as "/primus".
+	Pathname string
+	// MaxMessageSize is the read limit per message in bytes.
+	MaxMessageSize int64
+	// OriginPatterns lists the extra origins allowed to connect, as host
+	// patterns for path.Match (the request's own host is always allowed).
+	OriginPatterns []string
+	// InsecureSkipOriginCheck disables the origin check altogether.
+	InsecureSkipOriginCheck bool
+	// HandshakeTimeout bounds the time a connection may take to open.
+	HandshakeTimeout time.Duration
+	// Compression asks for per-message compression where the framework
+	// supports it.
+	Compression bool
+	// Logger receives the transformer's own diagnostics. Never nil.
+	Logger *slog.Logger
+}
+
+// AcceptFunc is called by a transformer for each new connection, with the
+// request that opened it (its URL, headers and remote address are those of
+// the handshake). It runs the connection and returns when the connection is
+// finished; the transformer may release the connection's resources then.
+//
+// AcceptFunc is the core's, not the transformer's: it reads from c in the
+// goroutine that calls it.
+type AcceptFunc func(r *http.Request, c Conn)
+
+// Transformer turns HTTP requests under the server's pathname into
+// connections.
+type Transformer interface {
+	// Name is the transformer's name in <pathname>/spec, using Primus's names
+	// where one applies ("websockets", "sockjs").
+	Name() string
+	// Capabilities says what the connections can carry.
+	Capabilities() Capabilities
+	// Handler returns the HTTP handler for every request under
+	// opts.Pathname that the core does not answer itself (the spec, the
+	// client library). It is called once, when the server is built. The
+	// handler either answers plain HTTP (e.g. 426 Upgrade Required, SockJS
+	// polling) or hands connections to accept.
+	Handler(opts Options, accept AcceptFunc) (http.Handler, error)
+}
+
+// DialOptions are the Go client's settings that a Dialer applies.
+type DialOptions struct {
+	// Header is sent with the handshake request.
+	Header http.Header
+	// HTTPClient is used for the handshake; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// MaxMessageSize is the read limit per message in bytes.
+	MaxMessageSize int64
+	// Compression asks for per-message compression where supported.
+	Compression bool
+}
+
+// Dialer opens a connection to a server's transformer from Go.
+type Dialer interface {
+	// Dial connects to url, whose path is the server's pathname and whose
+	// query is the connection's query. When the server answered the
+	// handshake with an HTTP error, the error wraps a *HandshakeError.
+	Dial(ctx context.Context, url string, opts DialOptions) (Conn, error)
+}
+
+// HandshakeError is a handshake refused with an HTTP status, such as an
+// authorization failure (401 with a JSON body {"error":"..."}).
+type HandshakeError struct {
+	StatusCode int
+	Header     http.Header
+	// Body is the start of the response body (at most 64 KiB).
+	Body []byte
+}
+
+func (e *HandshakeError) Error() string {
+	return fmt.Sprintf("transport: handshake refused with HTTP %d: %s", e.StatusCode, e.Body)
+}
+
+// PingObserver is implemented by a Conn whose framework has ping frames of
+// its own (WebSocket). The core calls OnPing once, before reading, and counts
+// each peer ping as a sign of life, as Primus does.
+type PingObserver interface {
+	OnPing(f func())
+}

@@ -1,0 +1,197 @@
+// Package websocket is the WebSocket transformer, built on
+// github.com/coder/websocket. It speaks plain RFC 6455 exactly as Primus's
+// "websockets" transformer does: one message per frame, no sub-protocol, any
+// path under the server's pathname, and 426 Upgrade Required for plain HTTP.
+//
+// Use it with the server (it is the default) and with the Go client:
+//
+//	srv, err := primus.New(&primus.Options{Transformer: websocket.New()})
+//	client, err := primus.Dial(ctx, "http://127.0.0.1:8080/primus", &primus.ClientOptions{Dialer: websocket.New()})
+package websocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
+
+	ws "github.com/coder/websocket"
+
+	"github.com/go-primus/primus/transport"
+)
+
+// Transformer is the WebSocket transformer and dialer. The zero value is
+// ready to use; New returns one.
+type Transformer struct{}
+
+// New returns the WebSocket transformer.
+func New() *Transformer { return &Transformer{} }
+
+var (
+	_ transport.Transformer = (*Transformer)(nil)
+	_ transport.Dialer      = (*Transformer)(nil)
+)
+
+// Name returns "websockets", Primus's name for this transformer.
+func (*Transformer) Name() string { return "websockets" }
+
+// Capabilities: WebSocket carries binary frames.
+func (*Transformer) Capabilities() transport.Capabilities {
+	return transport.Capabilities{Binary: true}
+}
+
+// Handler returns the handler that upgrades every request under the pathname.
+func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
+	if accept == nil {
+		return nil, errors.New("websocket: nil accept function")
+	}
+	mode := ws.CompressionDisabled
+	if opts.Compression {
+		mode = ws.CompressionContextTakeover
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isUpgrade(r) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("Connection", "Upgrade")
+			w.Header().Set("Upgrade", "websocket")
+			w.WriteHeader(http.StatusUpgradeRequired)
+			_, _ = w.Write([]byte("Upgrade Required"))
+			return
+		}
+		c := &conn{}
+		wc, err := ws.Accept(w, r, &ws.AcceptOptions{
+			InsecureSkipVerify: opts.InsecureSkipOriginCheck,
+			OriginPatterns:     opts.OriginPatterns,
+			CompressionMode:    mode,
+			OnPingReceived: func(context.Context, []byte) bool {
+				if f := c.onPing.Load(); f != nil {
+					(*f)()
+				}
+				return true
+			},
+		})
+		if err != nil {
+			opts.Logger.Debug("websocket: handshake failed", "remote", r.RemoteAddr, "error", err)
+			return // Accept has answered the request
+		}
+		wc.SetReadLimit(opts.MaxMessageSize)
+		c.c = wc
+		defer c.CloseNow()
+		accept(r, c)
+	}), nil
+}
+
+func isUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Dial opens a WebSocket to url (http, https, ws or wss).
+func (*Transformer) Dial(ctx context.Context, url string, opts transport.DialOptions) (transport.Conn, error) {
+	url = toWS(url)
+	mode := ws.CompressionDisabled
+	if opts.Compression {
+		mode = ws.CompressionContextTakeover
+	}
+	c := &conn{}
+	wc, resp, err := ws.Dial(ctx, url, &ws.DialOptions{
+		HTTPClient:      opts.HTTPClient,
+		HTTPHeader:      opts.Header,
+		CompressionMode: mode,
+		OnPingReceived: func(context.Context, []byte) bool {
+			if f := c.onPing.Load(); f != nil {
+				(*f)()
+			}
+			return true
+		},
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols && resp.StatusCode != 0 {
+			he := &transport.HandshakeError{StatusCode: resp.StatusCode, Header: resp.Header}
+			if resp.Body != nil {
+				buf := make([]byte, 64<<10)
+				n, _ := readFull(resp.Body, buf)
+				he.Body = buf[:n]
+			}
+			return nil, fmt.Errorf("websocket: failed to dial %s: %w", url, he)
+		}
+		return nil, fmt.Errorf("websocket: failed to dial %s: %w", url, err)
+	}
+	if opts.MaxMessageSize > 0 {
+		wc.SetReadLimit(opts.MaxMessageSize)
+	}
+	c.c = wc
+	return c, nil
+}
+
+func toWS(u string) string {
+	switch {
+	case strings.HasPrefix(u, "http://"):
+		return "ws://" + u[len("http://"):]
+	case strings.HasPrefix(u, "https://"):
+		return "wss://" + u[len("https://"):]
+	}
+	return u
+}
+
+func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// conn adapts a *ws.Conn to transport.Conn.
+type conn struct {
+	c      *ws.Conn
+	onPing atomic.Pointer[func()]
+}
+
+// OnPing registers f to run when the peer sends a WebSocket ping frame; the
+// core counts such a ping as a sign of life, as Primus does.
+func (c *conn) OnPing(f func()) { c.onPing.Store(&f) }
+
+func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) {
+	typ, b, err := c.c.Read(ctx)
+	if err != nil {
+		if errors.Is(err, ws.ErrMessageTooBig) {
+			return 0, nil, fmt.Errorf("%w: %w", transport.ErrMessageTooBig, err)
+		}
+		return 0, nil, err
+	}
+	if typ == ws.MessageBinary {
+		return transport.Binary, b, nil
+	}
+	return transport.Text, b, nil
+}
+
+func (c *conn) Write(ctx context.Context, typ transport.MessageType, data []byte) error {
+	mt := ws.MessageText
+	if typ == transport.Binary {
+		mt = ws.MessageBinary
+	}
+	return c.c.Write(ctx, mt, data)
+}
+
+func (c *conn) Close(code int, reason string) error {
+	return c.c.Close(ws.StatusCode(code), reason)
+}
+
+func (c *conn) CloseNow() error { return c.c.CloseNow() }
