@@ -42,7 +42,10 @@ func (*Transformer) Capabilities() transport.Capabilities {
 	return transport.Capabilities{Binary: true}
 }
 
-// Handler returns the handler that upgrades every request under the pathname.
+// Handler returns the handler that upgrades every WebSocket request under
+// the pathname (any path below it, as Primus does), answers plain HTTP
+// requests for the pathname itself with 426 Upgrade Required, and others
+// with 404.
 func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
 	if accept == nil {
 		return nil, errors.New("websocket: nil accept function")
@@ -53,6 +56,10 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !isUpgrade(r) {
+			if p := r.URL.Path; p != opts.Pathname && p != opts.Pathname+"/" {
+				http.NotFound(w, r)
+				return
+			}
 			w.Header().Set("Content-Type", "text/plain")
 			w.Header().Set("Connection", "Upgrade")
 			w.Header().Set("Upgrade", "websocket")

@@ -1,0 +1,114 @@
+// Command primus-testserver is the small server every interop test talks to.
+// It implements the contract in docs/testserver-contract.md: echo, broadcast,
+// close, whoami, drop, authorization (token=bad is refused) and heartbeats.
+//
+//	go run ./cmd/primus-testserver -addr 127.0.0.1:0 -parser json -ping-interval 1s
+//
+// It prints "listening <port>" once it accepts connections and exits cleanly
+// on SIGINT or SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/internal/testserver"
+	"github.com/go-primus/primus/parser"
+	"github.com/go-primus/primus/transport"
+	"github.com/go-primus/primus/transport/websocket"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "primus-testserver:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
+	transformer := flag.String("transformer", "websocket", "transformer: websocket")
+	parserName := flag.String("parser", "json", "parser: json or cbor")
+	pingInterval := flag.Duration("ping-interval", 30*time.Second, "heartbeat interval")
+	plugins := flag.String("plugins", "none", "comma-separated plugins, or none")
+	verbose := flag.Bool("v", false, "log debug messages to stderr")
+	flag.Parse()
+
+	opts := &primus.Options{
+		PingInterval:   *pingInterval,
+		MaxMessageSize: 16 << 20,
+		SendQueueBytes: 64 << 20,
+	}
+	if *verbose {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	switch *parserName {
+	case "json":
+		opts.Parser = parser.JSON
+	case "cbor":
+		opts.Parser = parser.CBOR
+	default:
+		return fmt.Errorf("unknown parser %q", *parserName)
+	}
+	var tr transport.Transformer
+	switch *transformer {
+	case "websocket", "websockets":
+		tr = websocket.New()
+	default:
+		return fmt.Errorf("unknown transformer %q", *transformer)
+	}
+	opts.Transformer = tr
+	for _, name := range strings.Split(*plugins, ",") {
+		switch strings.TrimSpace(name) {
+		case "", "none":
+		default:
+			return fmt.Errorf("unknown plugin %q", name)
+		}
+	}
+
+	srv, err := primus.New(opts)
+	if err != nil {
+		return err
+	}
+	testserver.Setup(srv)
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+	hs.RegisterOnShutdown(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
+	fmt.Printf("listening %d\n", ln.Addr().(*net.TCPAddr).Port)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return srv.Shutdown(sctx)
+}
+
