@@ -690,6 +690,6 @@ var _ plugin.Client = (*Client)(nil)
 type clientHost struct{ c *Client }
 
 func (h *clientHost) Install(hooks plugin.ClientHooks) { h.c.hooks = append(h.c.hooks, hooks) }
-func (h *clientHost) Parser() parser.Parser           { return h.c.parser }
-func (h *clientHost) Logger() *slog.Logger            { return h.c.log }
-func (h *clientHost) Client() plugin.Client           { return h.c }
+func (h *clientHost) Parser() parser.Parser            { return h.c.parser }
+func (h *clientHost) Logger() *slog.Logger             { return h.c.log }
+func (h *clientHost) Client() plugin.Client            { return h.c }

@@ -125,4 +125,3 @@ func Refuse(w http.ResponseWriter, err error) {
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 }
-

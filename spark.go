@@ -177,7 +177,6 @@ func (sp *Spark) Close() error {
 	return nil
 }
 
-
 // enqueue adds an encoded frame to the send queue.
 func (sp *Spark) enqueue(data []byte, end bool) error {
 	sp.mu.Lock()

@@ -111,4 +111,3 @@ func run() error {
 	}
 	return srv.Shutdown(sctx)
 }
-
