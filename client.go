@@ -477,10 +477,8 @@ func (c *Client) handle(conn transport.Conn, typ transport.MessageType, data []b
 	if typ == transport.Binary && !c.parser.Binary() {
 		m = parser.NewBinaryMessage(data)
 	} else {
-		if maybeControl(c.parser, data) {
-			if s, ok := parser.DecodeString(c.parser, data); ok && strings.HasPrefix(s, controlPrefix) && c.control(conn, s) {
-				return
-			}
+		if s, ok := controlMessage(c.parser, data); ok && c.control(conn, s) {
+			return
 		}
 		m = parser.NewMessage(c.parser, data)
 		if err := m.Check(); err != nil {

@@ -57,6 +57,8 @@ type Spark struct {
 	reason   error
 	stopOnce sync.Once
 
+	writeTimer *time.Timer // owned by the writer goroutine
+
 	onData  handlers[func(*Message)]
 	onEnd   handlers[func(error)]
 	onError handlers[func(error)]
@@ -231,6 +233,11 @@ func (sp *Spark) stopWriter() { sp.stopOnce.Do(func() { close(sp.stop) }) }
 // writeLoop is the spark's one writing goroutine.
 func (sp *Spark) writeLoop() {
 	defer close(sp.stopped)
+	// One timer for the spark's whole life bounds each write: resetting it
+	// costs nothing, where a context with a deadline per write allocates.
+	sp.writeTimer = time.AfterFunc(time.Hour, func() { sp.abort(ErrWriteTimeout) })
+	sp.writeTimer.Stop()
+	defer sp.writeTimer.Stop()
 	for {
 		select {
 		case <-sp.wake:
@@ -264,10 +271,9 @@ func (sp *Spark) writeLoop() {
 
 // writeFrame writes one frame and reports whether the writer goes on.
 func (sp *Spark) writeFrame(f outFrame) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), sp.srv.writeTimeout)
-	err := sp.conn.Write(ctx, sp.srv.frameType, f.data)
-	timedOut := ctx.Err() != nil
-	cancel()
+	sp.writeTimer.Reset(sp.srv.writeTimeout)
+	err := sp.conn.Write(context.Background(), sp.srv.frameType, f.data)
+	sp.writeTimer.Stop()
 	sp.mu.Lock()
 	sp.queued -= int64(len(f.data))
 	closed := sp.state == stateClosed
@@ -276,11 +282,7 @@ func (sp *Spark) writeFrame(f outFrame) bool {
 		return false
 	}
 	if err != nil {
-		if timedOut {
-			sp.abort(ErrWriteTimeout)
-		} else {
-			sp.abort(nil) // the connection is gone; the read loop sees it too
-		}
+		sp.abort(nil) // the connection is gone; the read loop sees it too
 		return false
 	}
 	if f.end {
@@ -330,10 +332,8 @@ func (sp *Spark) handle(typ transport.MessageType, data []byte) {
 	if typ == transport.Binary && !p.Binary() {
 		m = parser.NewBinaryMessage(data)
 	} else {
-		if maybeControl(p, data) {
-			if s, ok := parser.DecodeString(p, data); ok && strings.HasPrefix(s, controlPrefix) && sp.control(s) {
-				return
-			}
+		if s, ok := controlMessage(p, data); ok && sp.control(s) {
+			return
 		}
 		m = parser.NewMessage(p, data)
 		if err := m.Check(); err != nil {
@@ -371,6 +371,19 @@ func maybeControl(p parser.Parser, data []byte) bool {
 	}
 	head := data[:min(len(data), len(controlPrefix)+8)]
 	return bytes.Contains(head, controlMarker)
+}
+
+// controlMessage returns the decoded string when data is a control message
+// (the encoding of a string that starts with "primus::").
+func controlMessage(p parser.Parser, data []byte) (string, bool) {
+	if !maybeControl(p, data) {
+		return "", false
+	}
+	s, ok := parser.DecodeString(p, data)
+	if !ok || !strings.HasPrefix(s, controlPrefix) {
+		return "", false
+	}
+	return s, true
 }
 
 // control handles a control message and reports whether it was one the

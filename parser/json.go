@@ -46,7 +46,7 @@ func (jsonParser) Decode(data []byte, v any) error {
 // DecodeString decodes data when it is a JSON string. Simple strings without
 // escapes (all control messages) are decoded without reflection.
 func (p jsonParser) DecodeString(data []byte) (string, bool) {
-	data = bytes.TrimSpace(data)
+	data = bytes.Trim(data, " \t\r\n") // JSON's whitespace, no more
 	if len(data) < 2 || data[0] != '"' || data[len(data)-1] != '"' {
 		return "", false
 	}
