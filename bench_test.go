@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -25,30 +26,36 @@ func benchServer(b *testing.B, n int) (*primus.Server, []*primus.Spark, func(tot
 	connected := make(chan *primus.Spark, n)
 	srv.OnConnection(func(sp *primus.Spark) { connected <- sp })
 	hs := httptest.NewServer(srv)
-	var mu sync.Mutex
-	cond := sync.NewCond(&mu)
-	counts := make([]int, n)
+	// Readers add to one counter; the waiter is told when it reaches the
+	// target (every client has every message, as each client gets them in
+	// order and the benchmark waits before the next round where it must).
+	var total, target atomic.Int64
+	reached := make(chan struct{}, 1)
 	var wg sync.WaitGroup
+	var conns []*websocket.Conn
 	ctx, cancel := context.WithCancel(context.Background())
 	url := "ws" + strings.TrimPrefix(hs.URL, "http") + "/primus"
-	for i := range n {
+	for range n {
 		c, _, err := websocket.Dial(ctx, url, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		c.SetReadLimit(-1)
+		conns = append(conns, c)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer c.CloseNow()
 			for {
-				if _, _, err := c.Read(ctx); err != nil {
+				if _, _, err := c.Read(context.Background()); err != nil {
 					return
 				}
-				mu.Lock()
-				counts[i]++
-				cond.Broadcast()
-				mu.Unlock()
+				if total.Add(1) >= target.Load() {
+					select {
+					case reached <- struct{}{}:
+					default:
+					}
+				}
 			}
 		}()
 	}
@@ -58,25 +65,18 @@ func benchServer(b *testing.B, n int) (*primus.Server, []*primus.Spark, func(tot
 	}
 	b.Cleanup(func() {
 		cancel()
+		for _, c := range conns {
+			_ = c.CloseNow()
+		}
 		_ = srv.Shutdown(context.Background())
 		wg.Wait()
 		hs.Close()
 	})
-	wait := func(total int) {
-		mu.Lock()
-		defer mu.Unlock()
-		for {
-			done := true
-			for _, c := range counts {
-				if c < total {
-					done = false
-					break
-				}
-			}
-			if done {
-				return
-			}
-			cond.Wait()
+	wait := func(perClient int) {
+		want := int64(perClient * n)
+		target.Store(want)
+		for total.Load() < want {
+			<-reached
 		}
 	}
 	return srv, sparks, wait

@@ -312,7 +312,7 @@ func (sp *Spark) run() {
 	}
 	var readErr error
 	for {
-		typ, data, err := sp.conn.Read(sp.ctx)
+		typ, data, err := sp.conn.Read(context.Background()) // a cancellable context costs two allocations per read in coder/websocket; CloseNow ends the read instead
 		if err != nil {
 			readErr = err
 			break

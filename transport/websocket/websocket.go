@@ -10,9 +10,11 @@
 package websocket
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -68,7 +70,8 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 			return
 		}
 		c := &conn{}
-		wc, err := ws.Accept(w, r, &ws.AcceptOptions{
+		hw := &hijackRecorder{ResponseWriter: w}
+		wc, err := ws.Accept(hw, r, &ws.AcceptOptions{
 			InsecureSkipVerify: opts.InsecureSkipOriginCheck,
 			OriginPatterns:     opts.OriginPatterns,
 			CompressionMode:    mode,
@@ -84,7 +87,7 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 			return // Accept has answered the request
 		}
 		wc.SetReadLimit(opts.MaxMessageSize)
-		c.c = wc
+		c.c, c.raw = wc, hw.conn
 		defer c.CloseNow()
 		accept(r, c)
 	}), nil
@@ -165,9 +168,25 @@ func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error)
 	return n, nil
 }
 
+// hijackRecorder keeps the connection that ws.Accept hijacks, so that
+// CloseNow can close it at once.
+type hijackRecorder struct {
+	http.ResponseWriter
+	conn net.Conn
+}
+
+func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn = c
+	return c, brw, err
+}
+
+func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+
 // conn adapts a *ws.Conn to transport.Conn.
 type conn struct {
 	c      *ws.Conn
+	raw    net.Conn // the hijacked connection (server side only)
 	onPing atomic.Pointer[func()]
 }
 
@@ -201,4 +220,13 @@ func (c *conn) Close(code int, reason string) error {
 	return c.c.Close(ws.StatusCode(code), reason)
 }
 
-func (c *conn) CloseNow() error { return c.c.CloseNow() }
+// CloseNow closes the connection at once. ws.Conn.CloseNow alone does not
+// when a Close is in progress: it then waits for that close handshake (up to
+// 5 s for a peer that does not answer), so the server side closes the
+// hijacked connection first, which ends the handshake.
+func (c *conn) CloseNow() error {
+	if c.raw != nil {
+		_ = c.raw.Close()
+	}
+	return c.c.CloseNow()
+}

@@ -1,0 +1,318 @@
+package primus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/plugin"
+	"github.com/go-primus/primus/transport"
+)
+
+// A server that never pings: the client's own ping timeout must notice and
+// reconnect.
+func TestClientPingTimeout(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, &primus.Options{PingInterval: -1})
+		se := watchSparks(h.srv)
+		c := h.dial(t, "", &primus.ClientOptions{PingTimeout: 300 * time.Millisecond})
+		first := se.conns.next(t, "the first spark")
+		if err := c.errs.next(t, "OnError"); !errors.Is(err, primus.ErrHeartbeatTimeout) {
+			t.Fatalf("first OnError(%v), want ErrHeartbeatTimeout", err)
+		}
+		if ev := c.reconnects.next(t, "OnReconnect"); ev.Attempt != 1 {
+			t.Errorf("reconnect event %+v, want attempt 1", ev)
+		}
+		c.opens.next(t, "OnOpen after reconnecting")
+		end := se.ends.next(t, "the first spark's end")
+		if end.sp != first || end.reason != nil {
+			t.Errorf("spark %s ended with %v; want the first spark, reason nil (the client went away)", end.sp.ID(), end.reason)
+		}
+		se.conns.next(t, "the second spark")
+	})
+}
+
+// The client writes 1000 numbered messages while its connection is down;
+// after it reconnects the server receives each exactly once, in order.
+func TestClientOrderAcrossReconnect(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		received := newEvents[*primus.Message]()
+		se := watchSparks(h.srv)
+		h.srv.OnConnection(func(sp *primus.Spark) { sp.OnData(received.push) })
+
+		c, g := offlineClient(t, h, nil)
+		sp := se.conns.next(t, "spark")
+		if err := sp.Close(); err != nil {
+			t.Fatal(err)
+		}
+		c.reconnects.next(t, "OnReconnect: the client is offline")
+		const n = 1000
+		for i := range n {
+			if err := c.Write(i); err != nil {
+				t.Fatalf("Write %d while offline: %v", i, err)
+			}
+		}
+		if got := received.total(); got != 0 {
+			t.Fatalf("the server received %d messages while the client was offline", got)
+		}
+		g.open()
+		c.opens.next(t, "OnOpen after reconnecting")
+		c.write("done")
+		for i := range n {
+			if got := decodeAs[int](t, received.next(t, fmt.Sprintf("message %d at the server", i))); got != i {
+				t.Fatalf("server got message %d at position %d", got, i)
+			}
+		}
+		if got := decodeAs[string](t, received.next(t, "the last message")); got != "done" {
+			t.Fatalf("after the 1000 messages the server got %q, want done (no duplicates)", got)
+		}
+		for i := range n {
+			if got := decodeAs[int](t, c.data.next(t, fmt.Sprintf("echo %d", i))); got != i {
+				t.Fatalf("echo %d: got %d", i, got)
+			}
+		}
+		c.expect("done")
+	})
+}
+
+func TestClientClose(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		se := watchSparks(h.srv)
+		c := h.dial(t, "", nil)
+		c.write("hi")
+		c.expect("hi")
+		if err := c.Close(); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		select {
+		case <-c.Done():
+		default:
+			t.Fatal("Done not closed when Close returned")
+		}
+		if err := waitFor(t, c.ended, "OnEnd"); err != nil {
+			t.Errorf("OnEnd(%v), want nil", err)
+		}
+		if err := c.Err(); err != nil {
+			t.Errorf("Err() = %v, want nil", err)
+		}
+		if err := c.Write("late"); !errors.Is(err, primus.ErrClosed) {
+			t.Errorf("Write after Close = %v, want ErrClosed", err)
+		}
+		if _, err := c.ID(context.Background()); !errors.Is(err, primus.ErrClosed) {
+			t.Errorf("ID after Close = %v, want ErrClosed", err)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		if n := c.reconnects.total(); n != 0 {
+			t.Errorf("OnReconnect called %d times after Close", n)
+		}
+		if end := se.ends.next(t, "spark OnEnd"); end.reason != nil {
+			t.Errorf("spark OnEnd(%v), want nil", end.reason)
+		}
+	})
+}
+
+func TestClientQueueFull(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		c, g := offlineClient(t, h, &primus.ClientOptions{QueueSize: 2})
+		goOffline(t, c)
+		c.write("one")
+		c.write("two")
+		if err := c.Write("three"); !errors.Is(err, primus.ErrQueueFull) {
+			t.Fatalf("third Write while offline = %v, want ErrQueueFull", err)
+		}
+		g.open()
+		c.opens.next(t, "OnOpen after reconnecting")
+		c.expect("one")
+		c.expect("two")
+		c.write("four")
+		c.expect("four") // "three" was refused, not sent
+	})
+}
+
+func TestClientReconnectExhausted(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		minWait := 10 * time.Millisecond
+		c := h.dial(t, "", &primus.ClientOptions{Reconnect: primus.Backoff{Min: minWait, Retries: 3}})
+		c.id()
+		// Close the server: stop listening, then drop the connection.
+		h.ts.Close()
+		h.srv.ForEach(func(sp *primus.Spark) bool { _ = sp.Close(); return true })
+
+		for attempt := 1; attempt <= 3; attempt++ {
+			ev := c.reconnects.next(t, fmt.Sprintf("reconnect attempt %d", attempt))
+			if ev.Attempt != attempt || ev.Retries != 3 || ev.Cause == nil {
+				t.Errorf("reconnect event %+v, want attempt %d of 3 with a cause", ev, attempt)
+			}
+			// Attempt 1 waits Min; attempt n waits [Min·2^(n-1), 2·Min·2^(n-1)).
+			lo := minWait << (attempt - 1)
+			hi := 2 * lo
+			if attempt == 1 {
+				hi = lo
+			}
+			if ev.Wait < lo || ev.Wait > hi {
+				t.Errorf("attempt %d waits %v, want %v..%v", attempt, ev.Wait, lo, hi)
+			}
+		}
+		err := c.waitEnd()
+		if !errors.Is(err, primus.ErrReconnectFailed) {
+			t.Fatalf("OnEnd(%v), want ErrReconnectFailed", err)
+		}
+		if !errors.Is(c.Err(), primus.ErrReconnectFailed) {
+			t.Errorf("Err() = %v, want ErrReconnectFailed", c.Err())
+		}
+		if n := c.reconnects.total(); n != 3 {
+			t.Errorf("%d reconnect attempts, want 3", n)
+		}
+		if n := c.opens.total(); n != 1 {
+			t.Errorf("OnOpen called %d times, want 1", n)
+		}
+	})
+}
+
+func TestClientNoReconnect(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		c := h.dial(t, "", &primus.ClientOptions{Reconnect: primus.Backoff{Retries: -1}})
+		c.write(map[string]any{"cmd": "drop"})
+		if err := c.waitEnd(); err == nil {
+			t.Error("OnEnd(nil) after a lost connection with reconnection off; want the cause")
+		}
+		if n := c.reconnects.total(); n != 0 {
+			t.Errorf("OnReconnect called %d times with Retries -1", n)
+		}
+	})
+}
+
+func TestClientRefusedDuringReconnect(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		c := h.dial(t, "", nil)
+		c.id()
+		h.srv.Authorize(func(*http.Request) error {
+			return &primus.HTTPError{Status: http.StatusUnauthorized, Message: "go away"}
+		})
+		c.write(map[string]any{"cmd": "drop"})
+		c.reconnects.next(t, "OnReconnect")
+		err := c.waitEnd()
+		he := handshakeError(t, err)
+		if he.StatusCode != http.StatusUnauthorized || string(he.Body) != `{"error":"go away"}` {
+			t.Errorf("refusal %d %s, want 401 {\"error\":\"go away\"}", he.StatusCode, he.Body)
+		}
+		if n := c.reconnects.total(); n != 1 {
+			t.Errorf("%d reconnect attempts, want 1: a refusal is final", n)
+		}
+		if n := c.opens.total(); n != 1 {
+			t.Errorf("OnOpen called %d times, want 1", n)
+		}
+	})
+}
+
+func TestClientIDConcurrent(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		c := h.dial(t, "", nil)
+		ids := make(chan string, 10)
+		errs := make(chan error, 10)
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+				defer cancel()
+				id, err := c.ID(ctx)
+				ids <- id
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(ids)
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("ID: %v", err)
+			}
+		}
+		want := c.id()
+		for id := range ids {
+			if id != want {
+				t.Errorf("ID() = %q, want %q", id, want)
+			}
+		}
+	})
+}
+
+func TestDialURLs(t *testing.T) {
+	t.Parallel()
+	fl := flavours()[0]
+	h := startContractServer(t, fl, nil)
+	host := strings.TrimPrefix(h.ts.URL, "http://")
+	for _, u := range []string{
+		"http://" + host,           // an empty path means /primus
+		"http://" + host + "/",     // so does "/"
+		"ws://" + host + "/primus", // ws:// works too
+	} {
+		t.Run(u, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			got := make(chan *primus.Message, 1)
+			c, err := primus.Dial(ctx, u, &primus.ClientOptions{OnData: func(m *primus.Message) { got <- m }})
+			if err != nil {
+				t.Fatalf("Dial(%s): %v", u, err)
+			}
+			defer c.Close()
+			if err := c.Write("via " + u); err != nil {
+				t.Fatal(err)
+			}
+			checkDecoded(t, waitFor(t, got, "echo"), "via "+u)
+		})
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if _, err := primus.Dial(ctx, "ftp://"+host+"/primus", nil); err == nil {
+		t.Error("Dial accepted an ftp:// url")
+	}
+	if _, err := primus.Dial(ctx, "http://[::1", nil); err == nil {
+		t.Error("Dial accepted a malformed url")
+	}
+	// Nothing listens: a network error, not a refusal.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = primus.Dial(ctx, "http://"+addr+"/primus", &primus.ClientOptions{PingTimeout: time.Second})
+	if err == nil {
+		t.Fatal("Dial to a closed port succeeded")
+	}
+	var he *transport.HandshakeError
+	if errors.As(err, &he) {
+		t.Errorf("Dial to a closed port: %v, want a network error", err)
+	}
+	// Two client plugins with one name are refused.
+	_, err = primus.Dial(ctx, h.url, &primus.ClientOptions{Plugins: []plugin.Plugin{namedPlugin("p"), namedPlugin("p")}})
+	if err == nil || !strings.Contains(err.Error(), `"p"`) {
+		t.Errorf("two client plugins named p: err = %v", err)
+	}
+}
