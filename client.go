@@ -85,6 +85,9 @@ type ClientOptions struct {
 	// OnData runs for each data message, in order, in the reading
 	// goroutine.
 	OnData func(*Message)
+	// OnHeartbeat runs for each ping from the server, after the pong has
+	// been written.
+	OnHeartbeat func()
 	// OnReconnect runs when a reconnect attempt is scheduled.
 	OnReconnect func(ReconnectEvent)
 	// OnError runs for errors that do not end the client (a message that
@@ -518,6 +521,8 @@ func (c *Client) control(conn transport.Conn, s string) bool {
 			c.wmu.Unlock()
 			if err != nil {
 				_ = conn.CloseNow()
+			} else if c.opts.OnHeartbeat != nil {
+				c.opts.OnHeartbeat()
 			}
 		}
 		return true
