@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/plugin"
 	"github.com/go-primus/primus/transport"
 )
@@ -37,6 +39,45 @@ func TestClientPingTimeout(t *testing.T) {
 			t.Errorf("spark %s ended with %v; want the first spark, reason nil (the client went away)", end.sp.ID(), end.reason)
 		}
 		se.conns.next(t, "the second spark")
+	})
+}
+
+// With no PingTimeout, the client takes 1.5 × the pingInterval of the
+// server's spec. The spec here announces 200 ms, but the server never pings.
+func TestClientPingTimeoutFromSpec(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		spec := fmt.Sprintf(`{"pingInterval":200,"pathname":"/primus","version":%q,"parser":%q,"transformer":%q}`,
+			primus.Version, fl.parser.Name(), fl.transformer.Name())
+		fakeSpec := func(ts *httptest.Server) {
+			srv := ts.Config.Handler
+			ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/primus/spec" {
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = w.Write([]byte(spec))
+					return
+				}
+				srv.ServeHTTP(w, r)
+			})
+		}
+		h := startServer(t, fl, &primus.Options{PingInterval: -1}, fakeSpec)
+		opened := make(chan time.Time, 1)
+		c := h.dial(t, "", &primus.ClientOptions{OnOpen: func() {
+			select {
+			case opened <- time.Now():
+			default:
+			}
+		}})
+		start := waitFor(t, opened, "OnOpen")
+		if err := c.errs.next(t, "OnError"); !errors.Is(err, primus.ErrHeartbeatTimeout) {
+			t.Fatalf("first OnError(%v), want ErrHeartbeatTimeout", err)
+		}
+		// Timers never fire early: a derived timeout of 300 ms cannot end
+		// the connection sooner.
+		if d := time.Since(start); d < 300*time.Millisecond {
+			t.Errorf("timed out after %v, want at least 300ms (1.5 × 200ms)", d)
+		}
+		c.reconnects.next(t, "OnReconnect")
 	})
 }
 
@@ -315,4 +356,58 @@ func TestDialURLs(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"p"`) {
 		t.Errorf("two client plugins named p: err = %v", err)
 	}
+}
+
+// An undecodable message from the server reaches OnError and is dropped;
+// unknown "primus::server::" messages are swallowed, as the stock client
+// does; the connection lives on.
+func TestClientDecodeErrorAndServerMessages(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startServer(t, fl, nil)
+		se := watchSparks(h.srv)
+		c := h.dial(t, "", nil)
+		sp := se.conns.next(t, "spark")
+		bad := primus.Raw("{bad")
+		if fl.parser.Binary() {
+			bad = primus.Raw{0x9f, 0x01}
+		}
+		for _, v := range []any{bad, "primus::server::other", "ok"} {
+			if err := sp.Write(v); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := c.errs.next(t, "OnError"); !errors.Is(err, parser.ErrDecode) {
+			t.Errorf("OnError(%v), want an error wrapping parser.ErrDecode", err)
+		}
+		c.expect("ok")
+		if n := c.reconnects.total(); n != 0 {
+			t.Errorf("the client reconnected %d times", n)
+		}
+	})
+}
+
+func TestEncodeErrors(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startServer(t, fl, nil)
+		se := watchSparks(h.srv)
+		c := h.dial(t, "", nil)
+		sp := se.conns.next(t, "spark")
+		unencodable := func() {}
+		if err := c.Write(unencodable); !errors.Is(err, parser.ErrEncode) {
+			t.Errorf("client Write(func) = %v, want ErrEncode", err)
+		}
+		if err := sp.Write(unencodable); !errors.Is(err, parser.ErrEncode) {
+			t.Errorf("spark Write(func) = %v, want ErrEncode", err)
+		}
+		if err := h.srv.Write(unencodable); !errors.Is(err, parser.ErrEncode) {
+			t.Errorf("broadcast Write(func) = %v, want ErrEncode", err)
+		}
+		// Nothing was sent and both ends are fine.
+		if err := sp.Write("fine"); err != nil {
+			t.Fatal(err)
+		}
+		c.expect("fine")
+	})
 }

@@ -107,7 +107,7 @@ func testEcho(t *testing.T, fl flavour) {
 		{"1 MiB string", mib.String()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c.t = t
+			c.t = t // the client's helpers report to this subtest
 			c.write(tc.value)
 			m := c.data.next(t, "the echo")
 			checkDecoded(t, m, tc.value)
@@ -364,13 +364,18 @@ func (c *tapConn) Write(ctx context.Context, typ transport.MessageType, b []byte
 }
 
 func testHeartbeatKeepsClient(t *testing.T, fl flavour) {
-	h := startContractServer(t, fl, &primus.Options{PingInterval: 100 * time.Millisecond})
+	// The server closes a spark whose pong misses the next tick, so the
+	// interval must exceed the worst round trip of a loaded test machine.
+	h := startContractServer(t, fl, &primus.Options{PingInterval: 500 * time.Millisecond})
 	tap := newTapDialer(fl.dialer, fl.parser)
-	// The client's ping timeout comes from the spec: 150 ms.
-	c := h.dial(t, "", &primus.ClientOptions{Dialer: tap})
+	// The client's own timeout (150 ms from the spec) leaves 50 ms of slack,
+	// too little on a loaded machine; what is tested here is that the
+	// server keeps a client that answers. TestClientPingTimeoutFromSpec
+	// tests the derived timeout.
+	c := h.dial(t, "", &primus.ClientOptions{Dialer: tap, PingTimeout: 2 * time.Second})
 	before := c.id()
 	digits := regexp.MustCompile(`^[0-9]+$`)
-	for i := range 5 {
+	for i := range 3 {
 		ping := tap.pings.next(t, fmt.Sprintf("ping %d", i))
 		pong := tap.pongs.next(t, fmt.Sprintf("pong %d", i))
 		if !digits.MatchString(ping) || pong != ping {
@@ -394,14 +399,7 @@ func testHeartbeatSilentPeer(t *testing.T, fl flavour) {
 	raw := h.rawDial(t, nil)
 	ping := regexp.MustCompile(`^primus::ping::[0-9]+$`)
 	pings := 0
-	for {
-		b, err := rawRead(raw)
-		if err != nil {
-			if pings == 0 {
-				t.Fatalf("connection ended (%v) before any ping", err)
-			}
-			break
-		}
+	err := readUntilClosed(t, raw, func(b []byte) {
 		s, ok := parser.DecodeString(fl.parser, b)
 		switch {
 		case ok && ping.MatchString(s):
@@ -411,6 +409,9 @@ func testHeartbeatSilentPeer(t *testing.T, fl flavour) {
 		default:
 			t.Fatalf("unexpected frame %q", short(b))
 		}
+	})
+	if pings == 0 {
+		t.Fatalf("connection ended (%v) before any ping", err)
 	}
 	end := se.ends.next(t, "spark OnEnd")
 	if !errors.Is(end.reason, primus.ErrHeartbeatTimeout) {

@@ -67,7 +67,6 @@ func forEachFlavour(t *testing.T, f func(t *testing.T, fl flavour)) {
 
 // harness is one primus server on a loopback httptest server.
 type harness struct {
-	t   *testing.T
 	fl  flavour
 	srv *primus.Server
 	ts  *httptest.Server
@@ -107,7 +106,7 @@ func startServer(t *testing.T, fl flavour, opts *primus.Options, configure ...fu
 		}
 		ts.Close()
 	})
-	return &harness{t: t, fl: fl, srv: srv, ts: ts, url: ts.URL + srv.Pathname()}
+	return &harness{fl: fl, srv: srv, ts: ts, url: ts.URL + srv.Pathname()}
 }
 
 // startContractServer is startServer with the test server's behaviour and
@@ -133,7 +132,6 @@ func startContractServer(t *testing.T, fl flavour, opts *primus.Options) *harnes
 type testClient struct {
 	*primus.Client
 	t          *testing.T
-	p          parser.Parser
 	data       *events[*primus.Message]
 	opens      *events[struct{}]
 	reconnects *events[primus.ReconnectEvent]
@@ -141,10 +139,9 @@ type testClient struct {
 	ended      chan error // OnEnd's reason; receives once
 }
 
-func newTestClient(t *testing.T, p parser.Parser) *testClient {
+func newTestClient(t *testing.T) *testClient {
 	return &testClient{
 		t:          t,
-		p:          p,
 		data:       newEvents[*primus.Message](),
 		opens:      newEvents[struct{}](),
 		reconnects: newEvents[primus.ReconnectEvent](),
@@ -199,7 +196,7 @@ func (c *testClient) options(opts *primus.ClientOptions) *primus.ClientOptions {
 // client has opened and is closed when the test ends.
 func (h *harness) dialErr(t *testing.T, query string, opts *primus.ClientOptions) (*testClient, error) {
 	t.Helper()
-	c := newTestClient(t, h.fl.parser)
+	c := newTestClient(t)
 	o := c.options(opts)
 	if o.Dialer == nil {
 		o.Dialer = h.fl.dialer
@@ -491,6 +488,25 @@ func rawRead(c *ws.Conn) ([]byte, error) {
 		return nil, errors.New("raw read timed out")
 	}
 	return b, err
+}
+
+// readUntilClosed reads frames, passing each to frame, until the connection
+// ends, and returns the error that ended it. It fails the test when the
+// connection is still open after waitTimeout.
+func readUntilClosed(t *testing.T, c *ws.Conn, frame func([]byte)) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for {
+		_, b, err := c.Read(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("the connection is still open after %v", waitTimeout)
+		}
+		if err != nil {
+			return err
+		}
+		frame(b)
+	}
 }
 
 // get performs a plain HTTP GET and returns the response and its body.

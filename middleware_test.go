@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/go-primus/primus"
@@ -192,8 +193,8 @@ func TestMiddlewareRefuse(t *testing.T) {
 	t.Parallel()
 	forEachFlavour(t, func(t *testing.T, fl flavour) {
 		h := startServer(t, fl, nil)
-		authorized := false
-		h.srv.Authorize(func(*http.Request) error { authorized = true; return nil })
+		var authorized atomic.Bool
+		h.srv.Authorize(func(*http.Request) error { authorized.Store(true); return nil })
 		err := h.srv.Use("limit", func(next http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Query().Get("limited") != "" {
@@ -210,7 +211,7 @@ func TestMiddlewareRefuse(t *testing.T) {
 		if he := handshakeError(t, err); he.StatusCode != http.StatusTooManyRequests || string(he.Body) != `{"error":"slow down"}` {
 			t.Errorf("refusal %d %s", he.StatusCode, he.Body)
 		}
-		if authorized {
+		if authorized.Load() {
 			t.Error("Authorize ran after a middleware refused the request")
 		}
 		c := h.dial(t, "", nil)

@@ -1,6 +1,7 @@
 package primus_test
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync"
@@ -322,4 +323,24 @@ func TestPluginInstallAfterBuildPanics(t *testing.T) {
 		}
 	}()
 	p.host.Install(plugin.ServerHooks{})
+}
+
+// With an outgoing hook, a broadcast takes another path (one encode per
+// spark); it must still report a server that has shut down.
+func TestPluginBroadcastAfterShutdown(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startServer(t, fl, &primus.Options{Plugins: []plugin.Plugin{newHookPlugin()}})
+		if err := h.srv.Write("before"); err != nil {
+			t.Fatalf("broadcast before Shutdown: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		if err := h.srv.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.srv.Write("late"); !errors.Is(err, primus.ErrServerClosed) {
+			t.Errorf("broadcast after Shutdown = %v, want ErrServerClosed", err)
+		}
+	})
 }
