@@ -189,7 +189,7 @@ func (sp *Spark) enqueue(data []byte, end bool) error {
 	n := int64(len(data))
 	if !end && sp.queued > 0 && sp.queued+n > sp.srv.queueBytes {
 		sp.mu.Unlock()
-		sp.abort(ErrSlowConsumer)
+		sp.abortAsync(ErrSlowConsumer)
 		return ErrSlowConsumer
 	}
 	sp.queue = append(sp.queue, outFrame{data: data, end: end})
@@ -215,17 +215,34 @@ func (sp *Spark) writeControl(msg string) {
 // abort closes the connection at once. reason is reported to the error and
 // end handlers; nil means an intentional close.
 func (sp *Spark) abort(reason error) {
+	if sp.markAborted(reason) {
+		sp.stopWriter()
+		_ = sp.conn.CloseNow()
+	}
+}
+
+// abortAsync is abort for the fan-out paths (a broadcast tripping the
+// slow-consumer limit, a heartbeat tick): closing a transport can wait for
+// its goroutines, and one slow client must not hold up the others.
+func (sp *Spark) abortAsync(reason error) {
+	if sp.markAborted(reason) {
+		sp.stopWriter()
+		go func() { _ = sp.conn.CloseNow() }()
+	}
+}
+
+// markAborted moves the spark to closed and reports whether it was this call
+// that did.
+func (sp *Spark) markAborted(reason error) bool {
 	sp.mu.Lock()
+	defer sp.mu.Unlock()
 	if sp.state == stateClosed {
-		sp.mu.Unlock()
-		return
+		return false
 	}
 	sp.state = stateClosed
 	sp.reason = reason
 	sp.queue, sp.queued = nil, 0
-	sp.mu.Unlock()
-	sp.stopWriter()
-	_ = sp.conn.CloseNow()
+	return true
 }
 
 func (sp *Spark) stopWriter() { sp.stopOnce.Do(func() { close(sp.stop) }) }
@@ -404,7 +421,7 @@ func (sp *Spark) control(s string) bool {
 func (sp *Spark) heartbeat(ping []byte) {
 	if !sp.alive.Swap(false) {
 		sp.srv.log.Debug("primus: heartbeat timeout", "spark", sp.id)
-		sp.abort(ErrHeartbeatTimeout)
+		sp.abortAsync(ErrHeartbeatTimeout)
 		return
 	}
 	_ = sp.enqueue(ping, false)
