@@ -11,9 +11,11 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-primus/primus/parser"
@@ -127,21 +129,24 @@ type Client struct {
 
 	wmu sync.Mutex // serialises writes and the flush of the queue
 
-	mu          sync.Mutex
-	conn        transport.Conn
-	open        bool
-	ended       bool
-	endErr      error
-	queue       [][]byte
-	idWaiters   []chan string
-	closed      chan struct{} // closed when the client ends
-	closedCtx   context.Context
-	cancelAll   context.CancelFunc
-	done        chan struct{} // closed when every goroutine has finished
-	wg          sync.WaitGroup
-	endOnce     sync.Once
-	pingTimer   *time.Timer
-	serverClose bool
+	mu        sync.Mutex
+	conn      transport.Conn
+	open      bool
+	ended     bool
+	endErr    error
+	queue     [][]byte
+	idWaiters []chan string
+	closed    chan struct{} // closed when the client ends
+	closedCtx context.Context
+	cancelAll context.CancelFunc
+	done      chan struct{} // closed when every goroutine has finished
+	wg        sync.WaitGroup
+	// serveGoroutine is the id of the goroutine that runs the connection
+	// and most handlers.
+	serveGoroutine atomic.Int64
+	endOnce        sync.Once
+	pingTimer      *time.Timer
+	serverClose    bool
 }
 
 // Dial connects to a server. rawURL is the server's address with its
@@ -312,12 +317,20 @@ func fetchPingInterval(ctx context.Context, hc *http.Client, u *url.URL) (time.D
 // serve runs connections until the client ends: it opens conn, reads it
 // until it is lost, and reconnects.
 func (c *Client) serve(conn transport.Conn) {
+	c.serveGoroutine.Store(goroutineID())
 	for conn != nil {
 		cause := c.runConn(conn)
 		if cause == nil {
 			return
 		}
 		conn = c.reconnect(cause)
+	}
+	// The client ended while offline (Close, a refusal, or reconnect
+	// attempts exhausted): the plugins last heard that it would reconnect.
+	for _, h := range c.hooks {
+		if h.Close != nil {
+			h.Close(c, c.Err(), false)
+		}
 	}
 }
 
@@ -327,11 +340,6 @@ func (c *Client) runConn(conn transport.Conn) error {
 	if !c.activate(conn) {
 		_ = conn.Close(transport.StatusNormalClosure, "")
 		return nil
-	}
-	for _, h := range c.hooks {
-		if h.Open != nil {
-			h.Open(c)
-		}
 	}
 	if c.opts.OnOpen != nil {
 		c.opts.OnOpen()
@@ -375,11 +383,10 @@ func (c *Client) runConn(conn transport.Conn) error {
 	return readErr
 }
 
-// activate makes conn the current connection and flushes the offline queue
-// onto it before any new write, so that order is kept.
+// activate makes conn the current connection, runs the plugins' Open hooks
+// and flushes the offline queue onto it before any new write, so that order
+// is kept.
 func (c *Client) activate(conn transport.Conn) bool {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
@@ -387,6 +394,20 @@ func (c *Client) activate(conn transport.Conn) bool {
 	}
 	c.conn = conn
 	c.serverClose = false
+	c.mu.Unlock()
+	// What Open hooks write (a multiplex resubscription) goes out before the
+	// writes queued while offline, which may depend on it. Writes made
+	// meanwhile through Write join the queue.
+	ow := &openWriter{c: c, conn: conn}
+	for _, h := range c.hooks {
+		if h.Open != nil {
+			h.Open(ow)
+		}
+	}
+	ow.done.Store(true)
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
 	queue := c.queue
 	c.queue = nil
 	c.mu.Unlock()
@@ -552,29 +573,62 @@ func (c *Client) control(conn transport.Conn, s string) bool {
 // the client ended and ErrQueueFull when the offline queue is full. A write
 // that fails on a dying connection is queued again for the next one.
 func (c *Client) Write(v any) error {
+	b, pass, err := c.encodeOutgoing(v)
+	if err != nil || !pass {
+		return err
+	}
+	return c.writeEncoded(b)
+}
+
+// encodeOutgoing runs the outgoing hooks on v and encodes the result; pass
+// is false when a hook dropped it.
+func (c *Client) encodeOutgoing(v any) (b []byte, pass bool, err error) {
 	for _, h := range c.hooks {
 		if h.Outgoing == nil {
 			continue
 		}
 		out, pass, err := h.Outgoing(c, v)
 		if err != nil {
-			return fmt.Errorf("primus: outgoing transform: %w", err)
+			return nil, false, fmt.Errorf("primus: outgoing transform: %w", err)
 		}
 		if !pass {
-			return nil
+			return nil, false, nil
 		}
 		v = out
 	}
-	var b []byte
 	if r, ok := v.(Raw); ok {
-		b = r
-	} else {
-		var err error
-		if b, err = c.parser.Encode(v); err != nil {
-			return fmt.Errorf("primus: failed to encode outgoing data: %w", err)
-		}
+		return r, true, nil
 	}
-	return c.writeEncoded(b)
+	if b, err = c.parser.Encode(v); err != nil {
+		return nil, false, fmt.Errorf("primus: failed to encode outgoing data: %w", err)
+	}
+	return b, true, nil
+}
+
+// openWriter is the plugin.Client that Open hooks get: while the hooks run,
+// its writes go to the new connection at once, ahead of the offline queue;
+// afterwards it is the client itself.
+type openWriter struct {
+	c    *Client
+	conn transport.Conn
+	done atomic.Bool
+}
+
+func (w *openWriter) Write(v any) error {
+	if w.done.Load() {
+		return w.c.Write(v)
+	}
+	b, pass, err := w.c.encodeOutgoing(v)
+	if err != nil || !pass {
+		return err
+	}
+	w.c.wmu.Lock()
+	defer w.c.wmu.Unlock()
+	if err := w.c.writeConn(w.conn, b); err != nil {
+		_ = w.conn.CloseNow() // the read loop sees it and reconnects
+		return fmt.Errorf("primus: failed to write: %w", err)
+	}
+	return nil
 }
 
 func (c *Client) writeEncoded(b []byte) error {
@@ -644,10 +698,34 @@ func (c *Client) Err() error {
 
 // Close ends the client: it closes the connection without reconnecting,
 // drops queued writes and waits for the client's goroutines to exit.
+//
+// Called from one of the client's own handlers (OnData, OnOpen, …), Close
+// cannot wait for the goroutine it runs on: it ends the client and returns,
+// and Done tells when the goroutines have exited.
 func (c *Client) Close() error {
 	c.end(nil)
+	if goroutineID() == c.serveGoroutine.Load() {
+		return nil
+	}
 	<-c.done
 	return nil
+}
+
+// goroutineID returns the calling goroutine's id, read from its stack
+// header ("goroutine 42 [running]:"). It is used only to keep Close from
+// waiting for itself.
+func goroutineID() int64 {
+	var buf [64]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b = b[len("goroutine "):]
+	var id int64
+	for _, ch := range b {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		id = id*10 + int64(ch-'0')
+	}
+	return id
 }
 
 // end marks the client ended once, with a reason.

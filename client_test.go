@@ -411,3 +411,41 @@ func TestEncodeErrors(t *testing.T) {
 		c.expect("fine")
 	})
 }
+
+// TestClientCloseFromHandler: Close called from the client's own data
+// handler ends the client instead of waiting forever for itself.
+func TestClientCloseFromHandler(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		h := startContractServer(t, fl, nil)
+		var c *primus.Client
+		returned := make(chan struct{})
+		ready := make(chan struct{})
+		c, err := primus.Dial(t.Context(), h.url, &primus.ClientOptions{
+			Dialer: fl.dialer,
+			Parser: fl.parser,
+			OnData: func(*primus.Message) {
+				<-ready
+				_ = c.Close()
+				close(returned)
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		close(ready)
+		if err := c.Write("close me"); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-returned:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Close called from OnData did not return")
+		}
+		select {
+		case <-c.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("client goroutines did not exit after Close from OnData")
+		}
+	})
+}

@@ -122,14 +122,17 @@ type Client interface {
 // skipped.
 type ClientHooks struct {
 	// Open runs each time the connection opens, reconnections included,
-	// before queued writes are flushed.
+	// before queued writes are flushed: what the hook writes with c (a
+	// resubscription, say) goes out ahead of them.
 	Open func(c Client)
 	// Incoming runs for each data message; see ServerHooks.Incoming.
 	Incoming func(c Client, m *parser.Message) (pass bool, err error)
 	// Outgoing runs for each value written; see ServerHooks.Outgoing.
 	Outgoing func(c Client, v any) (out any, pass bool, err error)
 	// Close runs each time the connection closes, with the reason, and
-	// reconnecting says whether the client will try again.
+	// reconnecting says whether the client will try again. When the client
+	// ends while offline (reconnecting), it runs once more with the client's
+	// end reason and reconnecting false.
 	Close func(c Client, reason error, reconnecting bool)
 }
 

@@ -1,0 +1,77 @@
+package substream
+
+import (
+	"log/slog"
+	"sync"
+
+	"github.com/go-primus/primus/internal/pluginkit"
+	"github.com/go-primus/primus/parser"
+	"github.com/go-primus/primus/plugin"
+)
+
+// Substream is the server side of the plugin. Create it with New, pass it
+// in primus.Options.Plugins (or use it on a multiplex channel), and open
+// streams on a connection with Stream, typically in the server's connection
+// handler.
+//
+// All methods are safe for concurrent use.
+type Substream struct {
+	mu    sync.Mutex
+	host  plugin.ServerHost
+	codec pluginkit.Codec
+	log   *slog.Logger
+	sets  sync.Map // plugin.Spark → *set
+}
+
+var _ plugin.ServerPlugin = (*Substream)(nil)
+
+// New returns the server side of the substream plugin.
+func New() *Substream { return &Substream{} }
+
+// Name is "substream".
+func (ss *Substream) Name() string { return "substream" }
+
+// SetupServer installs the plugin's hooks; the core calls it.
+func (ss *Substream) SetupServer(h plugin.ServerHost) error {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.host != nil {
+		return ErrBound
+	}
+	ss.host = h
+	ss.codec = pluginkit.NewCodec(h.Parser())
+	ss.log = h.Logger()
+	h.Install(plugin.ServerHooks{
+		Connection: func(s plugin.Spark) { ss.sets.Store(s, newSet(s.Write, ss.codec, ss.log)) },
+		Incoming: func(s plugin.Spark, m *parser.Message) (bool, error) {
+			if v, ok := ss.sets.Load(s); ok {
+				return v.(*set).incoming(m), nil
+			}
+			return true, nil
+		},
+		Close: func(s plugin.Spark, reason error) {
+			if v, ok := ss.sets.LoadAndDelete(s); ok {
+				v.(*set).close(reason)
+			}
+		},
+	})
+	return nil
+}
+
+// Stream returns the stream name on the connection s, creating it (nothing
+// is sent: the client's packets for that name are the stream's from now
+// on). When the stream is already open, opts' handlers are added to it. It
+// returns ErrClosed when s has ended.
+func (ss *Substream) Stream(s plugin.Spark, name string, opts *StreamOptions) (*Stream, error) {
+	ss.mu.Lock()
+	bound := ss.host != nil
+	ss.mu.Unlock()
+	if !bound {
+		return nil, ErrUnbound
+	}
+	st, ok := ss.sets.Load(s)
+	if !ok {
+		return nil, ErrClosed
+	}
+	return st.(*set).stream(name, opts)
+}
