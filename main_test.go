@@ -44,14 +44,17 @@ type flavour struct {
 	// the tests that need a misbehaving peer use one and are skipped
 	// otherwise.
 	rawWebSocket bool
+	// handshakeRequests is how many HTTP requests under the pathname one
+	// connection makes (SockJS: /info, then the transport); 0 means 1.
+	handshakeRequests int
 }
 
 func flavours() []flavour {
 	wst := websocket.New()
-	return []flavour{
+	return append([]flavour{
 		{name: "websocket-json", transformer: wst, dialer: wst, parser: parser.JSON, rawWebSocket: true},
 		{name: "websocket-cbor", transformer: wst, dialer: wst, parser: parser.CBOR, rawWebSocket: true},
-	}
+	}, sockjsFlavours()...)
 }
 
 // forEachFlavour runs f as a parallel subtest per flavour.

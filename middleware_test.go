@@ -54,7 +54,11 @@ func TestMiddlewareOrder(t *testing.T) {
 		})
 
 		h.dial(t, "", nil)
-		if got, want := take(), []string{"a", "b", "authorize"}; !slices.Equal(got, want) {
+		var want []string
+		for range max(fl.handshakeRequests, 1) {
+			want = append(want, "a", "b", "authorize")
+		}
+		if got := take(); !slices.Equal(got, want) {
 			t.Errorf("handshake ran %v, want %v", got, want)
 		}
 		// Plain HTTP under the pathname runs them too; the spec does not.
@@ -230,5 +234,34 @@ func TestRefuseDefault(t *testing.T) {
 	primus.Refuse(rec, statusErr{200}) // not an error status: 401
 	if rec.Code != 401 {
 		t.Errorf("Refuse with status 200: %d, want 401", rec.Code)
+	}
+}
+
+// TestPreflightSkipsAuthorize: a CORS preflight has no credentials to show,
+// so Authorize does not see it; the request that follows is checked.
+func TestPreflightSkipsAuthorize(t *testing.T) {
+	t.Parallel()
+	h := startServer(t, flavours()[0], nil)
+	var calls atomic.Int32
+	h.srv.Authorize(func(*http.Request) error {
+		calls.Add(1)
+		return errors.New("no credentials")
+	})
+	req, err := http.NewRequest(http.MethodOptions, h.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Origin", "http://other.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized || calls.Load() != 0 {
+		t.Fatalf("preflight: status %d, Authorize called %d times", resp.StatusCode, calls.Load())
+	}
+	if resp, _ := get(t, h.url, nil); resp.StatusCode != http.StatusUnauthorized || calls.Load() != 1 {
+		t.Fatalf("GET after preflight: status %d, Authorize called %d times", resp.StatusCode, calls.Load())
 	}
 }

@@ -55,6 +55,8 @@ type Server struct {
 
 	hooks       []plugin.ServerHooks
 	hasOutgoing bool
+	plugins     []plugin.Plugin // for the browser library
+	library     libraryCache
 
 	onConnection    handlers[func(*Spark)]
 	onDisconnection handlers[func(*Spark)]
@@ -156,6 +158,7 @@ func New(opts *Options) (*Server, error) {
 	}
 	s.transport = th
 
+	s.plugins = append([]plugin.Plugin(nil), o.Plugins...)
 	seen := map[string]bool{}
 	host := &serverHost{s: s}
 	for _, p := range o.Plugins {
@@ -203,9 +206,10 @@ func (s *Server) Parser() parser.Parser { return s.parser }
 // PingInterval returns the heartbeat interval; negative when disabled.
 func (s *Server) PingInterval() time.Duration { return s.pingInterval }
 
-// ServeHTTP serves <pathname>/spec and hands every other request under the
-// pathname to the middleware chain, the authorization function and the
-// transformer, in that order. Requests outside the pathname get 404.
+// ServeHTTP serves <pathname>/spec and <pathname>/primus.js (both public, as
+// in Primus) and hands every other request under the pathname to the
+// middleware chain, the authorization function and the transformer, in that
+// order. Requests outside the pathname get 404.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	if p != s.pathname && !strings.HasPrefix(p, s.pathname+"/") {
@@ -218,6 +222,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_, _ = w.Write(s.spec)
 		return
 	}
+	if p == s.pathname+"/primus.js" {
+		s.serveLibrary(w)
+		return
+	}
 	s.mu.RLock()
 	closing := s.closing
 	s.mu.RUnlock()
@@ -227,13 +235,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.handshake)
 	defer cancel()
+	ctx = context.WithValue(ctx, requestContextKey{}, r.Context())
 	(*s.chain.Load()).ServeHTTP(w, r.WithContext(ctx))
 }
 
 // final is the end of the middleware chain: authorization, then the
 // transformer.
 func (s *Server) final(w http.ResponseWriter, r *http.Request) {
-	if fn := s.authorize.Load(); fn != nil {
+	// A CORS preflight carries no credentials by design, so asking it for
+	// them would refuse every cross-origin client; the request it precedes
+	// is authorized as usual.
+	if fn := s.authorize.Load(); fn != nil && !isPreflight(r) {
 		if err := (*fn)(r); err != nil {
 			s.log.Debug("primus: request refused", "remote", r.RemoteAddr, "error", err)
 			Refuse(w, err)
@@ -244,8 +256,32 @@ func (s *Server) final(w http.ResponseWriter, r *http.Request) {
 		Refuse(w, &HTTPError{Status: http.StatusServiceUnavailable, Message: "primus: handshake timeout"})
 		return
 	}
+	// The handshake timeout bounds middleware and authorization. The
+	// transformer's requests may outlive it (SockJS polling and streaming
+	// requests stay open for many seconds), so the transformer gets a context
+	// that ends with the request itself and keeps the middleware's values.
+	if rc, ok := r.Context().Value(requestContextKey{}).(context.Context); ok {
+		r = r.WithContext(transformerContext{Context: rc, values: r.Context()})
+	}
 	s.transport.ServeHTTP(w, r)
 }
+
+func isPreflight(r *http.Request) bool {
+	return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
+}
+
+// requestContextKey holds the request's own context under the handshake
+// timeout's.
+type requestContextKey struct{}
+
+// transformerContext ends with the request but has the values of the
+// middleware's context.
+type transformerContext struct {
+	context.Context
+	values context.Context
+}
+
+func (c transformerContext) Value(key any) any { return c.values.Value(key) }
 
 // accept runs one connection; it is the transformer's AcceptFunc.
 func (s *Server) accept(r *http.Request, c transport.Conn) {
@@ -300,6 +336,12 @@ func (s *Server) OnDisconnection(f func(*Spark)) { s.onDisconnection.add(f) }
 // with ErrSlowConsumer. It returns an encoding error, or ErrServerClosed.
 func (s *Server) Write(v any) error {
 	if s.hasOutgoing {
+		s.mu.RLock()
+		closing := s.closing
+		s.mu.RUnlock()
+		if closing {
+			return ErrServerClosed
+		}
 		var first error
 		s.ForEach(func(sp *Spark) bool {
 			if err := sp.Write(v); err != nil && first == nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrSlowConsumer) {

@@ -1,0 +1,275 @@
+package sockjs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/igm/sockjs-go/v3/sockjs"
+
+	"github.com/go-primus/primus/transport"
+)
+
+// Handler returns the handler for every request under the pathname: the
+// SockJS endpoints as sockjs-go serves them (the welcome text, /info, the
+// iframe page, and per session /<server>/<session>/ websocket, xhr,
+// xhr_send, xhr_streaming, eventsource, htmlfile, jsonp and jsonp_send),
+// plus the raw WebSocket endpoint /websocket, which carries one Primus
+// message per frame without SockJS framing. Each SockJS session is handed to
+// accept with the request that opened it.
+//
+// Before sockjs-go sees a request, the handler refuses browser origins that
+// opts does not allow (403), bounds what a client may send (MaxFrameBytes),
+// and wraps the response so that it can tell when the messages a session
+// buffered have been written (see SendBufferBytes).
+func (t *Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
+	if accept == nil {
+		return nil, errors.New("sockjs: nil accept function")
+	}
+	h := &handler{
+		opts:      t.opts,
+		topts:     opts,
+		accept:    accept,
+		sessions:  make(map[string]*conn),
+		receiving: make(map[string]int),
+	}
+	if h.opts.MaxFrameBytes <= 0 {
+		h.opts.MaxFrameBytes = frameLimit(opts.MaxMessageSize)
+	}
+	so := sockjs.DefaultOptions
+	so.Websocket = !t.opts.DisableWebSocket
+	so.RawWebsocket = !t.opts.DisableWebSocket
+	so.WebsocketUpgrader = &websocket.Upgrader{
+		HandshakeTimeout:  opts.HandshakeTimeout,
+		EnableCompression: opts.Compression,
+		// The handler has checked the origin already, against opts.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	so.WebsocketWriteTimeout = t.opts.WriteTimeout
+	so.HeartbeatDelay = t.opts.HeartbeatDelay
+	so.DisconnectDelay = t.opts.DisconnectDelay
+	so.ResponseLimit = uint32(min(t.opts.ResponseLimit, math.MaxInt32))
+	if t.opts.SockJSURL != "" {
+		so.SockJSURL = t.opts.SockJSURL
+	}
+	if t.opts.JSessionID {
+		so.JSessionID = sockjs.DefaultJSessionID
+	}
+	// CORS headers echo the request's origin, which the handler has
+	// checked.
+	so.CheckOrigin = func(*http.Request) bool { return true }
+	h.sjs = sockjs.NewHandler(opts.Pathname, so, h.serve)
+	return h, nil
+}
+
+// handler is one server's SockJS endpoint.
+type handler struct {
+	opts   Options // with MaxFrameBytes resolved
+	topts  transport.Options
+	accept transport.AcceptFunc
+	sjs    *sockjs.Handler
+
+	mu        sync.Mutex
+	sessions  map[string]*conn // running HTTP sessions (not WebSocket ones) by SockJS session id
+	receiving map[string]int   // receiving requests under way by SockJS session id
+}
+
+// wsKey is the request context key of a WebSocket session's *wsConn.
+type wsKey struct{}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.originAllowed(r) {
+		refuse(w, http.StatusForbidden, "sockjs: request origin not allowed")
+		return
+	}
+	rest := strings.TrimPrefix(r.URL.Path, h.topts.Pathname)
+	if rest == "/websocket" {
+		h.serveWebSocket(w, r, h.topts.MaxMessageSize)
+		return
+	}
+	id, kind, ok := sessionPath(rest)
+	if !ok {
+		h.sjs.ServeHTTP(w, r)
+		return
+	}
+	switch kind {
+	case "websocket":
+		h.serveWebSocket(w, r, h.opts.MaxFrameBytes)
+	case "xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp":
+		h.serveReceiving(w, r, id, kind)
+	case "xhr_send", "jsonp_send":
+		if r.Body != nil {
+			body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxFrameBytes+1))
+			if err != nil {
+				http.Error(w, "sockjs: failed to read the request body", http.StatusBadRequest)
+				return
+			}
+			if int64(len(body)) > h.opts.MaxFrameBytes {
+				if c := h.session(id); c != nil {
+					c.closeTooBig()
+				}
+				http.Error(w, "sockjs: request body over "+strconv.FormatInt(h.opts.MaxFrameBytes, 10)+" bytes", http.StatusRequestEntityTooLarge)
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		h.sjs.ServeHTTP(w, r)
+	default:
+		h.sjs.ServeHTTP(w, r)
+	}
+}
+
+// raceRetries bounds the attempts at a receiving request that sockjs-go
+// refuses only because it has not yet detached the session's previous one.
+const raceRetries = 8
+
+// serveReceiving hands a receiving request (a poll or a stream) to
+// sockjs-go, through a frameWriter.
+//
+// sockjs-go detaches a receiving request from its session in a goroutine of
+// its own after the request ends, so a client that polls again at once can
+// find the old one still attached, and gets "c[2010,\"Another connection
+// still open\"]" (and drops the connection) for no reason. When that answer
+// comes while no other receiving request of the session is under way, the
+// handler drops it and serves the request again a moment later, keeping
+// what the first attempt already sent.
+func (h *handler) serveReceiving(w http.ResponseWriter, r *http.Request, id, kind string) {
+	h.mu.Lock()
+	h.receiving[id]++
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		if h.receiving[id]--; h.receiving[id] == 0 {
+			delete(h.receiving, id)
+		}
+		h.mu.Unlock()
+	}()
+	resp := &response{}
+	for attempt := 0; ; attempt++ {
+		fw := &frameWriter{ResponseWriter: w, h: h, id: id, kind: kind, resp: resp, retry: attempt < raceRetries}
+		if attempt > 0 {
+			fw.skip = preludeWrites(kind)
+		}
+		h.sjs.ServeHTTP(fw, r)
+		fw.done()
+		if !fw.raced || r.Context().Err() != nil {
+			return
+		}
+		timer := time.NewTimer(time.Millisecond << attempt)
+		select {
+		case <-timer.C:
+		case <-r.Context().Done():
+			timer.Stop()
+			return
+		}
+	}
+}
+
+// receivers returns the number of receiving requests of the session under
+// way.
+func (h *handler) receivers(id string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.receiving[id]
+}
+
+// serveWebSocket hands a WebSocket upgrade to sockjs-go, keeping the
+// hijacked connection (for CloseNow) and bounding each incoming frame to
+// limit bytes.
+func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request, limit int64) {
+	ws := &wsConn{limit: limit, ready: make(chan struct{})}
+	r = r.WithContext(context.WithValue(r.Context(), wsKey{}, ws))
+	h.sjs.ServeHTTP(&hijacker{ResponseWriter: w, ws: ws}, r)
+}
+
+// sessionPath splits "/<server>/<session>/<kind>" as sockjs-go does (no
+// dots in the first two segments).
+func sessionPath(p string) (id, kind string, ok bool) {
+	parts := strings.Split(p, "/")
+	if len(parts) != 4 || parts[0] != "" || parts[1] == "" || parts[2] == "" || parts[3] == "" ||
+		strings.Contains(parts[1], ".") || strings.Contains(parts[2], ".") {
+		return "", "", false
+	}
+	return parts[2], parts[3], true
+}
+
+// serve runs one SockJS session; sockjs-go calls it in a goroutine of its
+// own once the session is open.
+func (h *handler) serve(s sockjs.Session) {
+	// The request that opened the session. A polling session's current
+	// request changes with each poll, so take it before anything else;
+	// every request of a session carries the same query.
+	r := s.Request()
+	c := newConn(h, s)
+	defer c.release()
+	if ws, ok := r.Context().Value(wsKey{}).(*wsConn); ok {
+		c.ws = ws
+		ws.conn.Store(c)
+		close(ws.ready)
+	} else {
+		h.mu.Lock()
+		h.sessions[s.ID()] = c
+		h.mu.Unlock()
+		defer func() {
+			h.mu.Lock()
+			if h.sessions[s.ID()] == c {
+				delete(h.sessions, s.ID())
+			}
+			h.mu.Unlock()
+		}()
+	}
+	h.accept(r, c)
+}
+
+// session returns the running HTTP session with the id.
+func (h *handler) session(id string) *conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sessions[id]
+}
+
+// originAllowed applies the server's origin policy to browser requests: no
+// Origin header (not a browser) passes, the request's own host passes, and
+// so do hosts matching OriginPatterns.
+func (h *handler) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || h.topts.InsecureSkipOriginCheck {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	host := strings.ToLower(u.Host)
+	for _, pattern := range h.topts.OriginPatterns {
+		if ok, _ := path.Match(strings.ToLower(pattern), host); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// refuse answers with status and the JSON body {"error": msg}.
+func refuse(w http.ResponseWriter, status int, msg string) {
+	body, _ := json.Marshal(struct {
+		Error string `json:"error"`
+	}{msg})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
