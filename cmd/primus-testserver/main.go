@@ -1,6 +1,8 @@
 // Command primus-testserver is the small server every interop test talks to.
 // It implements the contract in docs/testserver-contract.md: echo, broadcast,
-// close, whoami, drop, authorization (token=bad is refused) and heartbeats.
+// close, whoami, drop, authorization (token=bad is refused) and heartbeats;
+// with -plugins emitter,multiplex,substream (or a subset) also the plugin
+// items 9–11 (see internal/testserver.Plugins).
 //
 //	go run ./cmd/primus-testserver -addr 127.0.0.1:0 -parser json -ping-interval 1s
 //
@@ -18,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/go-primus/primus/internal/testserver"
 	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
+	"github.com/go-primus/primus/transport/sockjs"
 	"github.com/go-primus/primus/transport/websocket"
 )
 
@@ -38,7 +40,7 @@ func main() {
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
-	transformer := flag.String("transformer", "websocket", "transformer: websocket")
+	transformer := flag.String("transformer", "websocket", "transformer: websocket or sockjs")
 	parserName := flag.String("parser", "json", "parser: json or cbor")
 	pingInterval := flag.Duration("ping-interval", 30*time.Second, "heartbeat interval")
 	plugins := flag.String("plugins", "none", "comma-separated plugins, or none")
@@ -65,23 +67,26 @@ func run() error {
 	switch *transformer {
 	case "websocket", "websockets":
 		tr = websocket.New()
+	case "sockjs":
+		tr = sockjs.New(nil)
 	default:
 		return fmt.Errorf("unknown transformer %q", *transformer)
 	}
 	opts.Transformer = tr
-	for _, name := range strings.Split(*plugins, ",") {
-		switch strings.TrimSpace(name) {
-		case "", "none":
-		default:
-			return fmt.Errorf("unknown plugin %q", name)
-		}
+	plugs, err := testserver.ParsePlugins(*plugins)
+	if err != nil {
+		return err
 	}
+	opts.Plugins = plugs.List()
 
 	srv, err := primus.New(opts)
 	if err != nil {
 		return err
 	}
 	testserver.Setup(srv)
+	if err := plugs.Setup(srv); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

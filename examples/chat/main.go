@@ -1,0 +1,76 @@
+// Command chat is a browser chat: people pick a name and a room, see who is
+// there, and get notices when others join and leave. Rooms live in the
+// server's memory; every message is an ordinary primus message, so the page
+// uses nothing but the served client (/primus/primus.js).
+//
+//	go run ./examples/chat
+//
+// then open the printed URL in two browser windows.
+//
+// The browser sends {"type": "join", "name": …, "room": …} and
+// {"type": "say", "text": …}; the server sends "welcome" (to the joiner,
+// with the members), "joined", "left", "message" and "error" events of the
+// same shape.
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/go-primus/primus"
+)
+
+//go:embed index.html
+var page []byte
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	flag.Parse()
+
+	srv, err := primus.New(nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	newChat(srv)
+
+	mux := http.NewServeMux()
+	mux.Handle("/primus", srv)
+	mux.Handle("/primus/", srv)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	})
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Printf("chat server: open http://%s/ in a browser\n", ln.Addr())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+	<-stopped // the sparks have ended
+}
