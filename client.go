@@ -494,21 +494,12 @@ func (c *Client) reconnect(cause error) transport.Conn {
 
 // handle processes one incoming frame.
 func (c *Client) handle(conn transport.Conn, typ transport.MessageType, data []byte) {
-	if len(data) == 0 {
-		return
+	m, err := incoming(c.parser, typ, data, func(s string) bool { return c.control(conn, s) })
+	if err != nil {
+		c.reportError(err)
 	}
-	var m *Message
-	if typ == transport.Binary && !c.parser.Binary() {
-		m = parser.NewBinaryMessage(data)
-	} else {
-		if s, ok := controlMessage(c.parser, data); ok && c.control(conn, s) {
-			return
-		}
-		m = parser.NewMessage(c.parser, data)
-		if err := m.Check(); err != nil {
-			c.reportError(fmt.Errorf("primus: failed to decode incoming data: %w", err))
-			return
-		}
+	if m == nil {
+		return
 	}
 	for _, h := range c.hooks {
 		if h.Incoming == nil {

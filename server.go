@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-primus/primus/internal/pluginkit"
 	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/plugin"
 	"github.com/go-primus/primus/transport"
@@ -58,8 +59,8 @@ type Server struct {
 	plugins     []plugin.Plugin // for the browser library
 	library     libraryCache
 
-	onConnection    handlers[func(*Spark)]
-	onDisconnection handlers[func(*Spark)]
+	onConnection    pluginkit.Handlers[func(*Spark)]
+	onDisconnection pluginkit.Handlers[func(*Spark)]
 
 	mwMu      sync.Mutex
 	layers    []layer
@@ -324,11 +325,11 @@ func (s *Server) remove(sp *Spark) {
 // OnConnection adds a handler run for each new spark, before any of its
 // messages is read: set the spark's handlers there. Handlers run in the
 // spark's reading goroutine, in the order they were added.
-func (s *Server) OnConnection(f func(*Spark)) { s.onConnection.add(f) }
+func (s *Server) OnConnection(f func(*Spark)) { s.onConnection.Add(f) }
 
 // OnDisconnection adds a handler run once for each spark that has ended,
 // after the spark's own end handlers.
-func (s *Server) OnDisconnection(f func(*Spark)) { s.onDisconnection.add(f) }
+func (s *Server) OnDisconnection(f func(*Spark)) { s.onDisconnection.Add(f) }
 
 // Write broadcasts v to every connected spark. The value is encoded once
 // (once per spark only when a plugin transforms outgoing messages), and the
@@ -456,31 +457,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-stopped
 	}
 	return err
-}
-
-// handlers is a copy-on-write list of callbacks: adding is rare, reading is
-// on every message.
-type handlers[T any] struct {
-	mu   sync.Mutex
-	list atomic.Pointer[[]T]
-}
-
-func (h *handlers[T]) add(f T) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	var next []T
-	if old := h.list.Load(); old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, f)
-	h.list.Store(&next)
-}
-
-func (h *handlers[T]) get() []T {
-	if l := h.list.Load(); l != nil {
-		return *l
-	}
-	return nil
 }
 
 // serverHost is what plugins see of the server at set-up.

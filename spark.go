@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-primus/primus/internal/pluginkit"
 	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/plugin"
 	"github.com/go-primus/primus/transport"
@@ -59,9 +60,9 @@ type Spark struct {
 
 	writeTimer *time.Timer // owned by the writer goroutine
 
-	onData  handlers[func(*Message)]
-	onEnd   handlers[func(error)]
-	onError handlers[func(error)]
+	onData  pluginkit.Handlers[func(*Message)]
+	onEnd   pluginkit.Handlers[func(error)]
+	onError pluginkit.Handlers[func(error)]
 }
 
 type sparkState uint8
@@ -121,18 +122,18 @@ func (sp *Spark) Context() context.Context { return sp.ctx }
 func (sp *Spark) Done() <-chan struct{} { return sp.done }
 
 // OnData adds a handler for data messages.
-func (sp *Spark) OnData(f func(*Message)) { sp.onData.add(f) }
+func (sp *Spark) OnData(f func(*Message)) { sp.onData.Add(f) }
 
 // OnEnd adds a handler run once when the spark ends, with the reason: nil
 // when either side ended it normally or the client went away, otherwise
 // ErrHeartbeatTimeout, ErrSlowConsumer, ErrMessageTooBig, ErrWriteTimeout or
 // ErrServerClosed.
-func (sp *Spark) OnEnd(f func(reason error)) { sp.onEnd.add(f) }
+func (sp *Spark) OnEnd(f func(reason error)) { sp.onEnd.Add(f) }
 
 // OnError adds a handler for errors that do not end the spark (a message
 // that failed to decode, which is dropped) and for the reason of an abnormal
 // end.
-func (sp *Spark) OnError(f func(error)) { sp.onError.add(f) }
+func (sp *Spark) OnError(f func(error)) { sp.onError.Add(f) }
 
 // Write encodes v with the server's parser and queues it. It never blocks on
 // the network: when the queue would go over Options.SendQueueBytes the spark
@@ -324,7 +325,7 @@ func (sp *Spark) run() {
 			h.Connection(sp)
 		}
 	}
-	for _, f := range sp.srv.onConnection.get() {
+	for _, f := range sp.srv.onConnection.Get() {
 		f(sp)
 	}
 	var readErr error
@@ -341,22 +342,12 @@ func (sp *Spark) run() {
 
 // handle processes one incoming frame.
 func (sp *Spark) handle(typ transport.MessageType, data []byte) {
-	if len(data) == 0 {
-		return // what a stock client sends for a top-level undefined
+	m, err := incoming(sp.srv.parser, typ, data, sp.control)
+	if err != nil {
+		sp.reportError(err)
 	}
-	p := sp.srv.parser
-	var m *Message
-	if typ == transport.Binary && !p.Binary() {
-		m = parser.NewBinaryMessage(data)
-	} else {
-		if s, ok := controlMessage(p, data); ok && sp.control(s) {
-			return
-		}
-		m = parser.NewMessage(p, data)
-		if err := m.Check(); err != nil {
-			sp.reportError(fmt.Errorf("primus: failed to decode incoming data: %w", err))
-			return
-		}
+	if m == nil {
+		return
 	}
 	for _, h := range sp.srv.hooks {
 		if h.Incoming == nil {
@@ -371,9 +362,30 @@ func (sp *Spark) handle(typ transport.MessageType, data []byte) {
 			return
 		}
 	}
-	for _, f := range sp.onData.get() {
+	for _, f := range sp.onData.Get() {
 		f(m)
 	}
+}
+
+// incoming turns one received frame into a data message, for sparks and
+// clients alike. It returns nil for an empty frame (what a stock client
+// sends for a top-level undefined), for a control message that control
+// consumed, and, with the error, for a message that does not decode.
+func incoming(p parser.Parser, typ transport.MessageType, data []byte, control func(string) bool) (*Message, error) {
+	if len(data) == 0 {
+		return nil, nil
+	}
+	if typ == transport.Binary && !p.Binary() {
+		return parser.NewBinaryMessage(data), nil // passed through undecoded, as in Primus
+	}
+	if s, ok := controlMessage(p, data); ok && control(s) {
+		return nil, nil
+	}
+	m := parser.NewMessage(p, data)
+	if err := m.Check(); err != nil {
+		return nil, fmt.Errorf("primus: failed to decode incoming data: %w", err)
+	}
+	return m, nil
 }
 
 var controlMarker = []byte(controlPrefix)
@@ -429,7 +441,7 @@ func (sp *Spark) heartbeat(ping []byte) {
 
 func (sp *Spark) reportError(err error) {
 	sp.srv.log.Debug("primus: spark error", "spark", sp.id, "error", err)
-	for _, f := range sp.onError.get() {
+	for _, f := range sp.onError.Get() {
 		f(err)
 	}
 }
@@ -454,7 +466,7 @@ func (sp *Spark) finish(readErr error) {
 	if reason != nil {
 		sp.reportError(reason)
 	}
-	for _, f := range sp.onEnd.get() {
+	for _, f := range sp.onEnd.Get() {
 		f(reason)
 	}
 	for _, h := range sp.srv.hooks {
@@ -462,7 +474,7 @@ func (sp *Spark) finish(readErr error) {
 			h.Close(sp, reason)
 		}
 	}
-	for _, f := range sp.srv.onDisconnection.get() {
+	for _, f := range sp.srv.onDisconnection.Get() {
 		f(sp)
 	}
 	close(sp.done)

@@ -309,6 +309,32 @@ function findFactory(name, module) {
   return { Factory: undefined, native: false };
 }
 
+// sendAndClose wires the parts every transport shares: outgoing::data sends
+// on the open socket, outgoing::reconnect opens anew, and outgoing::end
+// detaches the socket (take returns it and forgets it) and closes it.
+function sendAndClose(primus, current, take) {
+  primus.on('outgoing::data', (message) => {
+    const socket = current();
+    if (!socket || socket.readyState !== 1) return;
+    try {
+      socket.send(message);
+    } catch (err) {
+      primus.emit('incoming::error', err);
+    }
+  });
+
+  primus.on('outgoing::reconnect', () => primus.emit('outgoing::open'));
+
+  primus.on('outgoing::end', () => {
+    const s = take();
+    if (!s) return;
+    s.onerror = s.onopen = s.onclose = s.onmessage = () => {};
+    try {
+      s.close();
+    } catch (e) { /* already closed */ }
+  });
+}
+
 // transports connect the client to the server's transformer. Each is called
 // once per client (this = the client) and works through the internal
 // events: it listens to outgoing::open, outgoing::data, outgoing::end and
@@ -348,26 +374,7 @@ const transports = {
       socket.onmessage = (e) => primus.emit('incoming::data', e.data);
     });
 
-    primus.on('outgoing::data', (message) => {
-      if (!socket || socket.readyState !== 1) return;
-      try {
-        socket.send(message);
-      } catch (err) {
-        primus.emit('incoming::error', err);
-      }
-    });
-
-    primus.on('outgoing::reconnect', () => primus.emit('outgoing::open'));
-
-    primus.on('outgoing::end', () => {
-      if (!socket) return;
-      const s = socket;
-      socket = null;
-      s.onerror = s.onopen = s.onclose = s.onmessage = () => {};
-      try {
-        s.close();
-      } catch (e) { /* already closed */ }
-    });
+    sendAndClose(primus, () => socket, () => { const s = socket; socket = null; return s; });
     return undefined;
   },
 
@@ -405,26 +412,7 @@ const transports = {
       socket.onmessage = (e) => primus.emit('incoming::data', e.data);
     });
 
-    primus.on('outgoing::data', (message) => {
-      if (!socket || socket.readyState !== 1) return;
-      try {
-        socket.send(message);
-      } catch (err) {
-        primus.emit('incoming::error', err);
-      }
-    });
-
-    primus.on('outgoing::reconnect', () => primus.emit('outgoing::open'));
-
-    primus.on('outgoing::end', () => {
-      if (!socket) return;
-      const s = socket;
-      socket = null;
-      s.onerror = s.onopen = s.onclose = s.onmessage = () => {};
-      try {
-        s.close();
-      } catch (e) { /* already closed */ }
-    });
+    sendAndClose(primus, () => socket, () => { const s = socket; socket = null; return s; });
     return undefined;
   },
 };
