@@ -1,0 +1,59 @@
+package cluster
+
+import "context"
+
+// Broker carries messages between the nodes of a cluster: publish/subscribe
+// on named channels. Delivery is at most once: a message published while the
+// publisher or a subscriber is cut off from the broker is lost for that
+// subscriber. Messages from one publisher on one channel arrive in the order
+// they were published.
+//
+// The NATS (cluster/nats) and Redis (cluster/redis) backends implement it.
+// Implementations must be safe for concurrent use.
+type Broker interface {
+	// Publish sends data to every subscription of channel, on every node
+	// (the publisher's own included). It must return within ctx; it does
+	// not wait for the subscribers.
+	Publish(ctx context.Context, channel string, data []byte) error
+
+	// Subscribe calls f with each message published on channel until the
+	// subscription is closed. Calls are sequential and in order; f owns
+	// data and must return quickly. When the broker is unreachable the
+	// subscription is still made, and takes effect when the broker is back:
+	// an error means a request the broker can never serve. The subscription
+	// survives reconnections by itself.
+	Subscribe(ctx context.Context, channel string, f func(data []byte)) (Subscription, error)
+
+	// Close releases the broker's resources; subscriptions end.
+	Close() error
+}
+
+// Subscription is one Subscribe call's interest in a channel.
+type Subscription interface {
+	// Close ends the subscription: once it returns, f is not called again.
+	Close() error
+}
+
+// Message is one message of a batch.
+type Message struct {
+	Channel string
+	Data    []byte
+}
+
+// BatchPublisher is a Broker that sends several messages in one round trip.
+// The cluster uses it when its Broker has it: a broker whose Publish waits
+// for a reply (Redis) would otherwise pay one round trip per message.
+type BatchPublisher interface {
+	// PublishBatch publishes the messages in order; on error, any of them
+	// may have been sent.
+	PublishBatch(ctx context.Context, msgs []Message) error
+}
+
+// ErrorReporter is a Broker or Registry that learns of errors outside any
+// call — a lost connection, messages dropped by a slow subscription — and
+// reports them to the handlers added with OnError, then calls them with nil
+// once the connection is back. The cluster adds its own, so that they reach
+// Options.OnError and the logger.
+type ErrorReporter interface {
+	OnError(f func(error))
+}

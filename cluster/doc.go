@@ -1,0 +1,102 @@
+// Package cluster makes several primus servers, in several processes behind
+// a load balancer, one logical server: a broadcast, a room write (package
+// rooms) and a write to one spark id reach the right clients whichever node
+// holds them, and the registry counts the sparks of the whole cluster.
+//
+// A node is a primus.Server plus a Cluster, which needs a Broker
+// (publish/subscribe between nodes) and a Registry (which node holds which
+// spark, with entries that expire). Two backends provide both: cluster/nats
+// (NATS, with JetStream for the registry) and cluster/redis (Redis pub/sub
+// and keys with an expiry).
+//
+//	srv, _ := primus.New(nil)
+//	b, _ := nats.Connect("nats://127.0.0.1:4222", nil) // or redis.Connect("redis://127.0.0.1:6379", nil)
+//	c, err := cluster.New(srv, &cluster.Options{Broker: b, Registry: b})
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	r := rooms.New(srv, &rooms.Options{Relay: c}) // room writes reach every node
+//
+//	_ = c.Write("to everyone, on every node")
+//	_ = c.WriteTo(sparkID, "to one spark, wherever it is")
+//	_ = r.Room("lobby").Write("to the lobby, on every node")
+//	n, _ := c.Count(ctx) // sparks in the whole cluster
+//
+// and at shutdown c.Close(ctx) (the node leaves the registry at once), then
+// srv.Shutdown(ctx) and b.Close(). srv.Write stays local to the node.
+//
+// # Delivery
+//
+// A write encodes its message once, with the server's parser, and delivers
+// it to the node's own sparks at once. The encoded bytes go to the other
+// nodes through the broker, once per node, and each passes them to its
+// sparks as a primus.Raw, without encoding again. All nodes must therefore
+// use the same parser. A write to a spark id goes straight to the spark
+// when this node holds it; otherwise the registry is asked which node does,
+// and the message is published to that node alone — or to every node, when
+// the registry does not know the spark yet (its node registers it a moment
+// after it connects) or cannot be asked, and the node that holds it
+// delivers it.
+//
+// Writes never wait for the broker: the messages for other nodes go into a
+// queue bounded in bytes (Options.QueueBytes), which one goroutine
+// publishes, in order, each call bounded by Options.Timeout. When the queue
+// is full a write still reaches the node's own sparks and returns
+// ErrQueueFull.
+//
+// Delivery between nodes is at most once, and in order for the messages of
+// one node on one channel (broadcasts, room writes and topics share one).
+//
+// # Outages, and what is lost
+//
+// When the broker is unreachable or restarts:
+//
+//   - every node keeps delivering its own writes to its own sparks;
+//   - messages for other nodes written meanwhile are lost: each publish
+//     fails (NATS at once, Redis once its client has given up dialling,
+//     about half a second) and its messages are dropped, counted in
+//     Stats.Dropped and reported. So are messages in flight when the
+//     connection broke, and those published after the broker is back but
+//     before a receiving node has subscribed again;
+//   - writes to a spark on another node go to every node while the
+//     registry cannot be asked (a registry on another server than the
+//     broker), and are lost with the rest while the broker is away;
+//   - the failure is reported through Options.OnError and the logger when
+//     it starts, at most once a second while it lasts, and its end is
+//     logged with the number of messages lost;
+//   - the backends reconnect by themselves and renew their subscriptions;
+//     the registry is synced again (it may have been emptied by a restart)
+//     within Expiry/3, sooner after a failed sync; from then on delivery
+//     across nodes, counts and lookups are whole again.
+//
+// Nothing is replayed: a client that must not miss a message needs an
+// application-level sequence (or a durable stream) of its own.
+//
+// # Registry
+//
+// Each node refreshes its registry entries every Expiry/3 with the whole
+// list of its sparks, and updates them between refreshes as sparks come and
+// go. A node that dies stops refreshing, and its entries — the node and all
+// its sparks — expire within Options.Expiry (15 s by default), removed by
+// the backend's server, so no ghost node or spark remains. A node that
+// closes removes them at once. Count adds this node's sparks to those the
+// registry holds for the others; it lags a connection or disconnection on
+// another node by the time that node takes to update the registry
+// (milliseconds).
+//
+// # Topics
+//
+// Publish and Handle carry an application's own messages between the nodes'
+// server code, under a topic name; package rooms uses the topic
+// "primus.rooms". examples/cluster uses one to tell a newcomer who is
+// already in a room on the other nodes.
+//
+// # Load balancers and sticky sessions
+//
+// A WebSocket connection lives on one node for its whole life, so any load
+// balancer works with transport/websocket. SockJS's fallback transports
+// (xhr-polling, xhr-streaming, eventsource, htmlfile, jsonp) send each
+// session's requests separately, and all of them must reach the node that
+// holds the session: route by client (IP hash, or the JSESSIONID cookie of
+// sockjs.Options.JSessionID) when clients may fall back from WebSocket.
+package cluster

@@ -1,0 +1,174 @@
+package clustertest
+
+import (
+	"context"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/cluster"
+)
+
+// benchClients is the number of clients per node.
+const benchClients = 1000
+
+// benchWindow is how many broadcasts the benchmark writes before it waits
+// for their delivery: enough to keep the pipeline full, few enough that the
+// queues stay small.
+const benchWindow = 64
+
+type benchMsg struct {
+	Type string `json:"type"`
+	Seq  int    `json:"seq"`
+	Text string `json:"text"`
+}
+
+// counter counts the frames every raw WebSocket client reads and tells a
+// waiter when the total reaches its target.
+type counter struct {
+	total, target atomic.Int64
+	reached       chan struct{}
+}
+
+func (c *counter) add() {
+	if c.total.Add(1) >= c.target.Load() {
+		select {
+		case c.reached <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (c *counter) wait(want int64) {
+	c.target.Store(want)
+	for c.total.Load() < want {
+		<-c.reached
+	}
+}
+
+// benchNode starts a server (heartbeats off) with benchClients raw WebSocket
+// clients that count what they read, all stopped when the benchmark ends.
+func benchNode(b *testing.B, cnt *counter) *primus.Server {
+	b.Helper()
+	srv, err := primus.New(&primus.Options{PingInterval: -1, SendQueueBytes: 64 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	connected := make(chan struct{}, benchClients)
+	srv.OnConnection(func(*primus.Spark) { connected <- struct{}{} })
+	hs := httptest.NewServer(srv)
+	url := "ws" + strings.TrimPrefix(hs.URL, "http") + srv.Pathname()
+	var readers sync.WaitGroup
+	conns := make([]*websocket.Conn, 0, benchClients)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			_ = c.CloseNow()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		readers.Wait()
+		hs.Close()
+	})
+	for range benchClients {
+		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+		c, _, err := websocket.Dial(ctx, url, nil)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		c.SetReadLimit(-1)
+		conns = append(conns, c)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				if _, _, err := c.Read(context.Background()); err != nil {
+					return
+				}
+				cnt.add()
+			}
+		}()
+	}
+	for range benchClients {
+		<-connected
+	}
+	return srv
+}
+
+// BenchmarkBroadcast measures broadcast deliveries per second: one node
+// with 1000 clients and Server.Write, then three nodes with 1000 clients
+// each and Cluster.Write on the first, through the backend (newEnv). Each op
+// is one broadcast; the clock stops when every client has read every
+// message.
+func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
+	b.Run("1node", func(b *testing.B) {
+		cnt := &counter{reached: make(chan struct{}, 1)}
+		srv := benchNode(b, cnt)
+		run(b, cnt, benchClients, func(m benchMsg) error { return srv.Write(m) })
+	})
+	b.Run("3nodes", func(b *testing.B) {
+		env := newEnv(b)
+		ns := Namespace()
+		cnt := &counter{reached: make(chan struct{}, 1)}
+		var first *cluster.Cluster
+		for i := range 3 {
+			srv := benchNode(b, cnt)
+			be := env.connect(b, ns)
+			c, err := cluster.New(srv, &cluster.Options{Broker: be, Registry: be})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+				defer cancel()
+				_ = c.Close(ctx)
+			})
+			if i == 0 {
+				first = c
+			}
+		}
+		run(b, cnt, 3*benchClients, func(m benchMsg) error { return first.Write(m) })
+		if s := first.Stats(); s.Dropped > 0 {
+			b.Errorf("%d messages dropped", s.Dropped)
+		}
+	})
+}
+
+func run(b *testing.B, cnt *counter, clients int, write func(benchMsg) error) {
+	// One message first, so that every subscription is known to work
+	// before the clock starts.
+	if err := write(benchMsg{Type: "warmup"}); err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cnt.wait(int64(clients)); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(Timeout):
+		b.Fatalf("the warm-up message reached %d of %d clients", cnt.total.Load(), clients)
+	}
+	base := cnt.total.Load()
+	msg := benchMsg{Type: "message", Text: "hello, everyone"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		msg.Seq = n
+		if err := write(msg); err != nil {
+			b.Fatal(err)
+		}
+		n++
+		if n%benchWindow == 0 {
+			cnt.wait(base + int64(n*clients))
+		}
+	}
+	cnt.wait(base + int64(n*clients))
+	b.ReportMetric(float64(n*clients)/b.Elapsed().Seconds(), "deliveries/s")
+}

@@ -1,0 +1,40 @@
+package nats_test
+
+import (
+	"testing"
+
+	"github.com/go-primus/primus/cluster/internal/clustertest"
+	"github.com/go-primus/primus/cluster/nats"
+	"github.com/go-primus/primus/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+// newEnv starts an in-process NATS server with JetStream for one test.
+func newEnv(t testing.TB) *clustertest.Env {
+	srv := clustertest.StartNATS(t)
+	return &clustertest.Env{
+		Connect: func(t testing.TB, ns string) clustertest.Backend {
+			b, err := nats.Connect(srv.URL, &nats.Options{Namespace: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		Kill:        func(b clustertest.Backend) { b.(*nats.Backend).Conn().Close() },
+		StopBroker:  func(testing.TB) { srv.Stop() },
+		StartBroker: srv.Start,
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	t.Parallel()
+	clustertest.TestRegistry(t, newEnv(t))
+}
+
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	clustertest.TestCluster(t, newEnv)
+}
+
+func BenchmarkBroadcast(b *testing.B) { clustertest.BenchmarkBroadcast(b, newEnv) }

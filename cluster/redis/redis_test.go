@@ -1,0 +1,42 @@
+package redis_test
+
+import (
+	"testing"
+
+	"github.com/go-primus/primus/cluster/internal/clustertest"
+	"github.com/go-primus/primus/cluster/redis"
+	"github.com/go-primus/primus/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+// newEnv starts a redis-server process for one test.
+func newEnv(t testing.TB) *clustertest.Env {
+	srv := clustertest.StartRedis(t)
+	return &clustertest.Env{
+		Connect: func(t testing.TB, ns string) clustertest.Backend {
+			b, err := redis.Connect("redis://"+srv.Addr, &redis.Options{Namespace: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
+		Kill:         func(b clustertest.Backend) { _ = b.(*redis.Backend).Client().Close() },
+		StopBroker:   func(testing.TB) { srv.Stop() },
+		StartBroker:  srv.Start,
+		PauseBroker:  srv.Pause,
+		ResumeBroker: srv.Resume,
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	t.Parallel()
+	clustertest.TestRegistry(t, newEnv(t))
+}
+
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	clustertest.TestCluster(t, newEnv)
+}
+
+func BenchmarkBroadcast(b *testing.B) { clustertest.BenchmarkBroadcast(b, newEnv) }

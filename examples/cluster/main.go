@@ -1,0 +1,232 @@
+// Command cluster runs examples/chat's chat on several nodes that make one
+// logical server: people connected to different nodes share rooms, see each
+// other join and leave, and talk. Each node is a primus server with its own
+// port; the cluster package carries room writes and writes by spark id
+// between them over NATS (or Redis).
+//
+//	go run ./examples/cluster
+//
+// starts an embedded NATS server (with JetStream, for the registry) and three
+// nodes on 127.0.0.1:8080, :8081 and :8082, and prints their URLs: open two of
+// them in two browser windows. To run nodes as separate processes, give each
+// the same broker:
+//
+//	go run ./examples/cluster -nodes 1                                      # logs the embedded NATS URL
+//	go run ./examples/cluster -nodes 1 -addr :8081 -nats nats://127.0.0.1:PORT
+//	go run ./examples/cluster -nodes 2 -addr :8090 -redis redis://127.0.0.1:6379  # or Redis, for all of them
+//
+// A node that stops (Ctrl-C) leaves the registry at once; one that is killed
+// leaves it within the expiry (-expiry, 15 s by default).
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/cluster"
+	"github.com/go-primus/primus/cluster/nats"
+	"github.com/go-primus/primus/cluster/redis"
+	"github.com/go-primus/primus/rooms"
+)
+
+//go:embed index.html
+var page []byte
+
+// config is the command line.
+type config struct {
+	addr     string // the first node's; the others take the next ports
+	nodes    int
+	natsURL  string
+	redisURL string
+	expiry   time.Duration
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address of the first node; the others listen on the next ports (port 0: any free port)")
+	flag.IntVar(&cfg.nodes, "nodes", 3, "number of nodes to run in this process")
+	flag.StringVar(&cfg.natsURL, "nats", "", "NATS server URL (with JetStream); empty and no -redis: start an embedded one")
+	flag.StringVar(&cfg.redisURL, "redis", "", "Redis URL, to use Redis instead of NATS")
+	flag.DurationVar(&cfg.expiry, "expiry", 0, "how long a dead node stays in the registry (0: the cluster's default, 15s)")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, os.Stdout); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// run starts the broker (when embedded) and the nodes, prints each node's
+// URL on out (a line per node, in order), and stops everything when ctx
+// ends.
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.nodes < 1 {
+		return errors.New("-nodes must be at least 1")
+	}
+	if cfg.natsURL == "" && cfg.redisURL == "" {
+		ns, err := embeddedNATS()
+		if err != nil {
+			return err
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		cfg.natsURL = ns.ClientURL()
+		log.Printf("embedded NATS server at %s (more nodes: -nats %s)", cfg.natsURL, cfg.natsURL)
+	}
+	host, port, err := net.SplitHostPort(cfg.addr)
+	if err != nil {
+		return err
+	}
+	first, err := strconv.Atoi(port)
+	if err != nil {
+		return fmt.Errorf("-addr %q: %w", cfg.addr, err)
+	}
+
+	var nodes []*node
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for _, n := range nodes {
+			n.stop(sctx)
+		}
+	}()
+	for i := range cfg.nodes {
+		p := 0
+		if first != 0 {
+			p = first + i
+		}
+		n, err := startNode(cfg, fmt.Sprintf("node %d", i+1), net.JoinHostPort(host, strconv.Itoa(p)))
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+		fmt.Fprintf(out, "%s: open http://%s/ in a browser\n", n.name, n.ln.Addr())
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// node is one chat server of the cluster.
+type node struct {
+	name    string
+	ln      net.Listener
+	hs      *http.Server
+	srv     *primus.Server
+	c       *cluster.Cluster
+	backend interface{ Close() error }
+	served  chan struct{}
+}
+
+func startNode(cfg config, name, addr string) (*node, error) {
+	n := &node{name: name, served: make(chan struct{})}
+	var be interface {
+		cluster.Broker
+		cluster.Registry
+	}
+	var err error
+	if cfg.redisURL != "" {
+		be, err = redis.Connect(cfg.redisURL, nil)
+	} else {
+		be, err = nats.Connect(cfg.natsURL, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.backend = be
+	if n.srv, err = primus.New(nil); err != nil {
+		_ = be.Close()
+		return nil, err
+	}
+	n.c, err = cluster.New(n.srv, &cluster.Options{
+		Broker:   be,
+		Registry: be,
+		Expiry:   cfg.expiry,
+		OnError:  func(err error) { log.Printf("%s: cluster: %v", name, err) },
+	})
+	if err != nil {
+		_ = be.Close()
+		return nil, err
+	}
+	r := rooms.New(n.srv, &rooms.Options{Relay: n.c})
+	newChat(name, n.srv, n.c, r)
+
+	mux := http.NewServeMux()
+	mux.Handle("/primus", n.srv)
+	mux.Handle("/primus/", n.srv)
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(page)
+	})
+	if n.ln, err = net.Listen("tcp", addr); err != nil {
+		_ = n.c.Close(context.Background())
+		_ = be.Close()
+		return nil, err
+	}
+	n.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(n.served)
+		if err := n.hs.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("%s: %v", name, err)
+		}
+	}()
+	return n, nil
+}
+
+// stop takes the node out of the cluster (so the others forget its sparks
+// at once), ends its connections and closes its broker connection.
+func (n *node) stop(ctx context.Context) {
+	_ = n.hs.Shutdown(ctx)
+	<-n.served
+	_ = n.c.Close(ctx)
+	_ = n.srv.Shutdown(ctx)
+	_ = n.backend.Close()
+}
+
+// embeddedNATS starts a NATS server with JetStream on a free loopback port,
+// its storage in a temporary directory (the registry itself is kept in
+// memory).
+func embeddedNATS() (*server.Server, error) {
+	dir, err := os.MkdirTemp("", "primus-cluster-nats-")
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(&server.Options{
+		Host:      "127.0.0.1",
+		Port:      server.RANDOM_PORT,
+		JetStream: true,
+		StoreDir:  dir,
+		NoLog:     true,
+		NoSigs:    true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded NATS did not start")
+	}
+	go func() {
+		ns.WaitForShutdown()
+		_ = os.RemoveAll(dir)
+	}()
+	return ns, nil
+}

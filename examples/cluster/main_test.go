@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"regexp"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+const timeout = 15 * time.Second
+
+var urlRE = regexp.MustCompile(`^(node \d): open (http://\S+) in a browser`)
+
+// person is a Go client of the chat, speaking the browser page's protocol.
+type person struct {
+	c  *primus.Client
+	ev chan event
+}
+
+func connect(t *testing.T, url string) *person {
+	t.Helper()
+	p := &person{ev: make(chan event, 64)}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := primus.Dial(ctx, url+"primus", &primus.ClientOptions{OnData: func(m *primus.Message) {
+		var ev event
+		if err := m.Decode(&ev); err != nil {
+			t.Errorf("undecodable event: %v", err)
+			return
+		}
+		p.ev <- ev
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.c = c
+	t.Cleanup(func() { _ = c.Close() })
+	return p
+}
+
+// next returns the next event, of the type unless typ is "". A "present"
+// answer is skipped when another type is asked for: it answers a join's
+// question to the other nodes, and a question that crossed a later join
+// on its way can be answered at any time.
+func (p *person) next(t *testing.T, typ string) event {
+	t.Helper()
+	select {
+	case ev := <-p.ev:
+		if typ != "" && typ != "present" && ev.Type == "present" {
+			return p.next(t, typ)
+		}
+		if typ != "" && ev.Type != typ {
+			t.Fatalf("got %+v, want a %q event", ev, typ)
+		}
+		return ev
+	case <-time.After(timeout):
+		t.Fatalf("no %q event within %v", typ, timeout)
+		return event{}
+	}
+}
+
+// TestChatAcrossNodes runs the example with three nodes and its embedded
+// NATS, and people on different nodes: a joiner learns who is in the room
+// on other nodes, joins, messages and leaves cross nodes, and another room
+// hears nothing of it.
+func TestChatAcrossNodes(t *testing.T) {
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, config{addr: "127.0.0.1:0", nodes: 3}, pw)
+		_ = pw.Close()
+	}()
+	urls := map[string]string{}
+	lines := bufio.NewScanner(pr)
+	for len(urls) < 3 && lines.Scan() {
+		if m := urlRE.FindStringSubmatch(lines.Text()); m != nil {
+			urls[m[1]] = m[2]
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v", err)
+			}
+		case <-time.After(timeout):
+			t.Error("the example did not stop")
+		}
+	}()
+	if len(urls) != 3 {
+		t.Fatalf("the example printed %d node URLs, want 3", len(urls))
+	}
+
+	ann := connect(t, urls["node 1"])
+	bob := connect(t, urls["node 2"])
+	cid := connect(t, urls["node 3"])
+
+	_ = ann.c.Write(event{Type: "join", Name: "Ann", Room: "gophers"})
+	if ev := ann.next(t, "welcome"); ev.Node != "node 1" || !slices.Equal(ev.Members, []string{"Ann"}) {
+		t.Errorf("Ann's welcome: %+v", ev)
+	}
+	_ = cid.c.Write(event{Type: "join", Name: "Cid", Room: "elsewhere"})
+	cid.next(t, "welcome")
+
+	_ = bob.c.Write(event{Type: "join", Name: "Bob", Room: "gophers"})
+	// Ann's own "joined" may still be on its way to node 2 (delivery
+	// across nodes is asynchronous): Bob then sees it once he is in the
+	// room, before or after his welcome.
+	annJoined := func(ev event) bool { return ev.Type == "joined" && ev.Name == "Ann" }
+	ev := bob.next(t, "")
+	if annJoined(ev) {
+		ev = bob.next(t, "")
+	}
+	if ev.Type != "welcome" || ev.Node != "node 2" || !slices.Equal(ev.Members, []string{"Bob"}) {
+		t.Errorf("Bob's welcome: %+v", ev)
+	}
+	ev = bob.next(t, "")
+	if annJoined(ev) {
+		ev = bob.next(t, "")
+	}
+	if ev.Type != "present" || ev.Room != "gophers" || !slices.Equal(ev.Members, []string{"Ann"}) {
+		t.Errorf("Bob was told of %+v, want Ann present from node 1", ev)
+	}
+	if ev := ann.next(t, "joined"); ev.Name != "Bob" {
+		t.Errorf("Ann saw %+v", ev)
+	}
+
+	_ = bob.c.Write(event{Type: "say", Text: "hello from node 2"})
+	for _, p := range []*person{ann, bob} {
+		if ev := p.next(t, "message"); ev.Name != "Bob" || ev.Text != "hello from node 2" {
+			t.Errorf("message: %+v", ev)
+		}
+	}
+	_ = ann.c.Write(event{Type: "say", Text: "hi Bob"})
+	for _, p := range []*person{ann, bob} {
+		if ev := p.next(t, "message"); ev.Name != "Ann" || ev.Text != "hi Bob" {
+			t.Errorf("message: %+v", ev)
+		}
+	}
+
+	_ = bob.c.Close()
+	if ev := ann.next(t, "left"); ev.Name != "Bob" {
+		t.Errorf("Ann saw %+v", ev)
+	}
+	// Cid, in another room on a third node, heard none of it: the first
+	// event after his welcome is the answer to his own message.
+	_ = cid.c.Write(event{Type: "say", Text: "anyone?"})
+	if ev := cid.next(t, "message"); ev.Text != "anyone?" {
+		t.Errorf("Cid got %+v", ev)
+	}
+}
