@@ -125,7 +125,7 @@ func appendJSONString(dst []byte, s string) []byte {
 }
 
 func (jsonParser) Valid(data []byte) error {
-	if !json.Valid(data) {
+	if !validJSON(data) {
 		// Decode to get encoding/json's precise description of the problem.
 		var v any
 		if err := json.Unmarshal(data, &v); err != nil {

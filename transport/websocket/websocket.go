@@ -11,9 +11,11 @@ package websocket
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -88,8 +90,13 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 		}
 		wc.SetReadLimit(opts.MaxMessageSize)
 		c.c, c.raw = wc, hw.conn
-		defer c.CloseNow()
-		accept(r, c)
+		// Run the connection in a goroutine of its own and return: net/http's
+		// serving goroutine (and its grown stack), its conn, response and
+		// request buffers are freed instead of kept for the connection's life.
+		go func() {
+			defer c.CloseNow()
+			accept(r, c)
+		}()
 	}), nil
 }
 
@@ -175,10 +182,32 @@ type hijackRecorder struct {
 	conn net.Conn
 }
 
+// connBufferSize is the size of the read and write buffers the WebSocket
+// library keeps for the connection's life: net/http's are 4 KiB each, which
+// is most of an idle connection's memory. Frames larger than the buffer are
+// read and written without it.
+const connBufferSize = 512
+
 func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	h.conn = c
-	return c, brw, err
+	if err != nil || brw.Reader.Buffered() > connBufferSize || brw.Writer.Buffered() > 0 {
+		return c, brw, err
+	}
+	// Bytes the client sent after its handshake are already buffered: move
+	// them into the new reader's buffer (the library takes what is buffered).
+	var carry []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		carry = bytes.Clone(b)
+	}
+	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(carry), c), connBufferSize)
+	if len(carry) > 0 {
+		if _, err := r.Peek(len(carry)); err != nil {
+			return c, brw, nil
+		}
+	}
+	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, connBufferSize)), nil
 }
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
