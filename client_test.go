@@ -62,13 +62,16 @@ func TestClientPingTimeoutFromSpec(t *testing.T) {
 		}
 		h := startServer(t, fl, &primus.Options{PingInterval: -1}, fakeSpec)
 		opened := make(chan time.Time, 1)
+		// The client's ping timer starts when its connection opens, which is
+		// after this point: measuring from here cannot make it look early.
+		start := time.Now()
 		c := h.dial(t, "", &primus.ClientOptions{OnOpen: func() {
 			select {
 			case opened <- time.Now():
 			default:
 			}
 		}})
-		start := waitFor(t, opened, "OnOpen")
+		waitFor(t, opened, "OnOpen")
 		if err := c.errs.next(t, "OnError"); !errors.Is(err, primus.ErrHeartbeatTimeout) {
 			t.Fatalf("first OnError(%v), want ErrHeartbeatTimeout", err)
 		}
