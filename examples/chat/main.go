@@ -15,7 +15,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -28,10 +27,8 @@ import (
 	"time"
 
 	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/examples/internal/chatpage"
 )
-
-//go:embed index.html
-var page []byte
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
@@ -48,7 +45,7 @@ func main() {
 	mux.Handle("/primus/", srv)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(page)
+		_, _ = w.Write(chatpage.HTML)
 	})
 
 	ln, err := net.Listen("tcp", *addr)

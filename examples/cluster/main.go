@@ -21,7 +21,6 @@ package main
 
 import (
 	"context"
-	_ "embed"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,11 +40,9 @@ import (
 	"github.com/go-primus/primus/cluster"
 	"github.com/go-primus/primus/cluster/nats"
 	"github.com/go-primus/primus/cluster/redis"
+	"github.com/go-primus/primus/examples/internal/chatpage"
 	"github.com/go-primus/primus/rooms"
 )
-
-//go:embed index.html
-var page []byte
 
 // config is the command line.
 type config struct {
@@ -173,7 +170,7 @@ func startNode(cfg config, name, addr string) (*node, error) {
 	mux.Handle("/primus/", n.srv)
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(page)
+		_, _ = w.Write(chatpage.HTML)
 	})
 	if n.ln, err = net.Listen("tcp", addr); err != nil {
 		_ = n.c.Close(context.Background())
