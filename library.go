@@ -73,15 +73,11 @@ type librarySettings struct {
 }
 
 func (s *Server) buildLibrary(authorization bool) []byte {
-	ping := any(s.pingInterval.Milliseconds())
-	if s.pingInterval < 0 {
-		ping = false
-	}
 	settings, _ := json.Marshal(librarySettings{
 		Pathname:      s.pathname,
 		Parser:        s.parser.Name(),
 		Transformer:   s.transformer.Name(),
-		PingInterval:  ping,
+		PingInterval:  s.pingIntervalJSON(),
 		Authorization: authorization,
 		Version:       Version,
 		Global:        "Primus",

@@ -182,17 +182,13 @@ func New(opts *Options) (*Server, error) {
 	}
 	host.done = true
 
-	ping := any(s.pingInterval.Milliseconds())
-	if s.pingInterval < 0 {
-		ping = false
-	}
 	s.spec, _ = json.Marshal(struct {
 		PingInterval any    `json:"pingInterval"`
 		Pathname     string `json:"pathname"`
 		Version      string `json:"version"`
 		Parser       string `json:"parser"`
 		Transformer  string `json:"transformer"`
-	}{ping, s.pathname, Version, s.parser.Name(), s.transformer.Name()})
+	}{s.pingIntervalJSON(), s.pathname, Version, s.parser.Name(), s.transformer.Name()})
 
 	s.rebuildChain()
 	return s, nil
@@ -206,6 +202,15 @@ func (s *Server) Parser() parser.Parser { return s.parser }
 
 // PingInterval returns the heartbeat interval; negative when disabled.
 func (s *Server) PingInterval() time.Duration { return s.pingInterval }
+
+// pingIntervalJSON is the interval as Primus publishes it (in the spec and
+// the client library): milliseconds, or false when heartbeats are off.
+func (s *Server) pingIntervalJSON() any {
+	if s.pingInterval < 0 {
+		return false
+	}
+	return s.pingInterval.Milliseconds()
+}
 
 // ServeHTTP serves <pathname>/spec and <pathname>/primus.js (both public, as
 // in Primus) and hands every other request under the pathname to the

@@ -458,9 +458,11 @@ func (sp *Spark) finish(readErr error) {
 		}
 	}
 	sp.mu.Unlock()
+	// Close before waiting for the writer: a write blocked on a peer that
+	// stopped reading then fails at once instead of at the write timeout.
 	sp.stopWriter()
-	<-sp.stopped
 	_ = sp.conn.CloseNow()
+	<-sp.stopped
 	sp.cancel()
 	sp.srv.remove(sp)
 	if reason != nil {
