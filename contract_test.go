@@ -16,7 +16,7 @@ import (
 )
 
 // TestContract runs items 1–8 of docs/testserver-contract.md with our Go
-// client against the test server's behaviour (internal/testserver), once per
+// client against the test server's behaviour (cmd/primus-testserver/testserver), once per
 // flavour (transformer × parser).
 func TestContract(t *testing.T) {
 	t.Parallel()

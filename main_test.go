@@ -17,7 +17,7 @@ import (
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/internal/leakcheck"
-	"github.com/go-primus/primus/internal/testserver"
+	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 	"github.com/go-primus/primus/transport/websocket"
@@ -113,7 +113,7 @@ func startServer(t *testing.T, fl flavour, opts *primus.Options, configure ...fu
 }
 
 // startContractServer is startServer with the test server's behaviour and
-// limits (internal/testserver, cmd/primus-testserver).
+// limits (cmd/primus-testserver/testserver, cmd/primus-testserver).
 func startContractServer(t *testing.T, fl flavour, opts *primus.Options) *harness {
 	t.Helper()
 	var o primus.Options

@@ -10,7 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/go-primus/primus"
-	"github.com/go-primus/primus/internal/testserver"
+	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/parser"
 )
 

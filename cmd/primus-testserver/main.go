@@ -2,7 +2,7 @@
 // It implements the contract in docs/testserver-contract.md: echo, broadcast,
 // close, whoami, drop, authorization (token=bad is refused) and heartbeats;
 // with -plugins emitter,multiplex,substream (or a subset) also the plugin
-// items 9–11 (see internal/testserver.Plugins).
+// items 9–11 (see package testserver beside it).
 //
 //	go run ./cmd/primus-testserver -addr 127.0.0.1:0 -parser json -ping-interval 1s
 //
@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"github.com/go-primus/primus"
-	"github.com/go-primus/primus/internal/testserver"
+	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 	"github.com/go-primus/primus/transport/sockjs"

@@ -17,7 +17,7 @@ import (
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/internal/leakcheck"
-	"github.com/go-primus/primus/internal/testserver"
+	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/transport/sockjs"
 )
 
@@ -27,7 +27,7 @@ func TestMain(m *testing.M) { leakcheck.Main(m) }
 const waitTimeout = 10 * time.Second
 
 // server is a primus server with the SockJS transformer and the test
-// server's behaviour (internal/testserver) on a loopback httptest server.
+// server's behaviour (cmd/primus-testserver/testserver) on a loopback httptest server.
 type server struct {
 	srv    *primus.Server
 	ts     *httptest.Server

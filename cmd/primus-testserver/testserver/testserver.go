@@ -1,5 +1,8 @@
 // Package testserver holds the behaviour of the interop test server
-// (cmd/primus-testserver), shared with the tests that run it in-process.
+// (cmd/primus-testserver, ../shared/docs/testserver-contract.md), shared with
+// the tests that run it in-process. It lives beside its command because it
+// imports every plugin and transformer: it is the highest layer of the
+// module, not an API.
 package testserver
 
 import (
