@@ -16,8 +16,8 @@ import (
 	ws "github.com/coder/websocket"
 
 	"github.com/go-primus/primus"
-	"github.com/go-primus/primus/internal/leakcheck"
 	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
+	"github.com/go-primus/primus/internal/leakcheck"
 	"github.com/go-primus/primus/transport/sockjs"
 )
 

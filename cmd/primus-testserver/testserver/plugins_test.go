@@ -7,10 +7,10 @@ import (
 	"testing"
 
 	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/emitter"
 	"github.com/go-primus/primus/internal/leakcheck"
 	pt "github.com/go-primus/primus/internal/plugintest"
-	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/multiplex"
 	"github.com/go-primus/primus/plugin"
 	"github.com/go-primus/primus/substream"
