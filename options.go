@@ -52,6 +52,18 @@ type Options struct {
 	// ReadHeaderTimeout's business.
 	HandshakeTimeout time.Duration
 
+	// BodyTimeout bounds the reading of a request body under the pathname
+	// (the sends of polling transports such as SockJS's xhr_send): a client
+	// that trickles a body is cut when it runs out. Zero value means 10 s.
+	BodyTimeout time.Duration
+
+	// HeaderBytes bounds the handshake headers a spark keeps for Header():
+	// whole headers are kept, smallest first, while they fit, and the rest
+	// dropped, so that a client sending huge headers cannot make a spark
+	// hold them for its whole life. Middleware and Authorize still see every
+	// header. Zero value means 32 KiB; negative keeps none.
+	HeaderBytes int
+
 	// OriginPatterns lists extra browser origins allowed to connect, as
 	// host patterns for path.Match ("example.com", "*.example.com"). The
 	// request's own host is always allowed; requests without an Origin
@@ -90,4 +102,6 @@ const (
 	defaultSendQueueBytes   = 4 << 20
 	defaultWriteTimeout     = 10 * time.Second
 	defaultHandshakeTimeout = 10 * time.Second
+	defaultBodyTimeout      = 10 * time.Second
+	defaultHeaderBytes      = 32 << 10
 )

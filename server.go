@@ -49,6 +49,8 @@ type Server struct {
 	queueBytes   int64
 	writeTimeout time.Duration
 	handshake    time.Duration
+	bodyTimeout  time.Duration
+	headerBytes  int
 	trusted      []netip.Prefix
 	newID        func() string
 	log          *slog.Logger
@@ -91,6 +93,8 @@ func New(opts *Options) (*Server, error) {
 		queueBytes:   o.SendQueueBytes,
 		writeTimeout: o.WriteTimeout,
 		handshake:    o.HandshakeTimeout,
+		bodyTimeout:  o.BodyTimeout,
+		headerBytes:  o.HeaderBytes,
 		newID:        o.IDGenerator,
 		log:          o.Logger,
 		sparks:       make(map[string]*Spark),
@@ -126,6 +130,12 @@ func New(opts *Options) (*Server, error) {
 	if s.handshake <= 0 {
 		s.handshake = defaultHandshakeTimeout
 	}
+	if s.bodyTimeout <= 0 {
+		s.bodyTimeout = defaultBodyTimeout
+	}
+	if s.headerBytes == 0 {
+		s.headerBytes = defaultHeaderBytes
+	}
 	if s.newID == nil {
 		s.newID = randomID
 	}
@@ -152,6 +162,9 @@ func New(opts *Options) (*Server, error) {
 		InsecureSkipOriginCheck: o.InsecureAllowAnyOrigin,
 		HandshakeTimeout:        s.handshake,
 		Compression:             o.Compression,
+		BodyTimeout:             s.bodyTimeout,
+		HeaderBytes:             s.headerBytes,
+		ClientAddress:           func(r *http.Request) netip.Addr { return clientAddress(r, s.trusted).IP },
 		Logger:                  s.log,
 	}, s.accept)
 	if err != nil {

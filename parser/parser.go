@@ -38,6 +38,12 @@ type StringDecoder interface {
 // ErrDecode wraps every error returned by the built-in parsers' Decode.
 var ErrDecode = errors.New("parser: failed to decode message")
 
+// ErrInvalidUTF8 is wrapped (with ErrDecode) by the built-in parsers'
+// Valid and Decode when text is not valid UTF-8. The server closes a
+// connection that sends such a message (status 1007, as RFC 6455 asks)
+// instead of dropping the message, so that it never reaches another client.
+var ErrInvalidUTF8 = errors.New("parser: invalid UTF-8")
+
 // ErrEncode wraps every error returned by the built-in parsers' Encode.
 var ErrEncode = errors.New("parser: failed to encode message")
 
@@ -61,4 +67,13 @@ func DecodeString(p Parser, data []byte) (string, bool) {
 // checked by decoding into an interface value.
 type Validator interface {
 	Valid(data []byte) error
+}
+
+// UTF8Checker is implemented by a text parser whose Valid also refuses
+// invalid UTF-8 anywhere in a message (returning an error that wraps
+// ErrInvalidUTF8). The server checks every text frame for valid UTF-8 before
+// anything else sees it; with such a parser it leaves the check to Valid and
+// scans the message once instead of twice.
+type UTF8Checker interface {
+	ChecksUTF8() bool
 }

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
+	"sort"
 	"time"
 )
 
@@ -61,6 +63,8 @@ type Conn interface {
 const (
 	StatusNormalClosure   = 1000
 	StatusGoingAway       = 1001
+	StatusUnsupportedData = 1003 // a binary frame to a text parser, or the reverse
+	StatusInvalidPayload  = 1007 // a text frame that is not UTF-8 (RFC 6455 §8.1)
 	StatusPolicyViolation = 1008
 	StatusMessageTooBig   = 1009
 	StatusInternalError   = 1011
@@ -94,8 +98,66 @@ type Options struct {
 	// Compression asks for per-message compression where the framework
 	// supports it.
 	Compression bool
+	// BodyTimeout bounds the reading of a plain HTTP request's body (a
+	// polling transport's send): a transformer that reads bodies sets a read
+	// deadline of this length before reading and clears it after.
+	BodyTimeout time.Duration
+	// HeaderBytes bounds the request headers a transformer keeps for a
+	// connection's life (see TrimHeader); negative means none are kept.
+	HeaderBytes int
+	// ClientAddress returns the client's IP address as the server sees it
+	// (the socket's peer, or what trusted proxies forward). Transformers
+	// that bind sessions to their client use it.
+	ClientAddress func(r *http.Request) netip.Addr
 	// Logger receives the transformer's own diagnostics. Never nil.
 	Logger *slog.Logger
+}
+
+// TrimHeader returns a copy of h holding at most budget bytes (names plus
+// values): headers are kept whole, smallest first, while they fit; the
+// others are left out. A negative budget keeps nothing. What a connection
+// keeps for its whole life is then bounded whatever a client sends, while
+// middleware and authorization, which run during the handshake, still see
+// every header.
+func TrimHeader(h http.Header, budget int) http.Header {
+	out := make(http.Header, min(len(h), 16))
+	if budget < 0 {
+		return out
+	}
+	type entry struct {
+		name string
+		size int
+	}
+	entries := make([]entry, 0, len(h))
+	total := 0
+	for k, vs := range h {
+		n := len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+		entries = append(entries, entry{k, n})
+		total += n
+	}
+	if total <= budget {
+		for k, vs := range h {
+			out[k] = append([]string(nil), vs...)
+		}
+		return out
+	}
+	sort.Slice(entries, func(i, j int) bool {
+		if entries[i].size != entries[j].size {
+			return entries[i].size < entries[j].size
+		}
+		return entries[i].name < entries[j].name
+	})
+	for _, e := range entries {
+		if e.size > budget {
+			break
+		}
+		budget -= e.size
+		out[e.name] = append([]string(nil), h[e.name]...)
+	}
+	return out
 }
 
 // AcceptFunc is called by a transformer for each new connection, with the
