@@ -54,6 +54,8 @@ type Server struct {
 	trusted      []netip.Prefix
 	newID        func() string
 	log          *slog.Logger
+	onPanic      func(*Spark, *PanicError)
+	crashOnPanic bool
 	spec         []byte
 
 	hooks       []plugin.ServerHooks
@@ -97,6 +99,8 @@ func New(opts *Options) (*Server, error) {
 		headerBytes:  o.HeaderBytes,
 		newID:        o.IDGenerator,
 		log:          o.Logger,
+		onPanic:      o.OnPanic,
+		crashOnPanic: o.CrashOnPanic,
 		sparks:       make(map[string]*Spark),
 	}
 	if s.pathname == "" {
@@ -266,7 +270,7 @@ func (s *Server) final(w http.ResponseWriter, r *http.Request) {
 	// is authorized as usual.
 	if fn := s.authorize.Load(); fn != nil && !isPreflight(r) {
 		if err := (*fn)(r); err != nil {
-			s.log.Debug("primus: request refused", "remote", r.RemoteAddr, "error", err)
+			s.log.Info("primus: request refused by Authorize", "remote", r.RemoteAddr, "error", err)
 			Refuse(w, err)
 			return
 		}

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-primus/primus/internal/pluginkit"
 	"github.com/go-primus/primus/parser"
@@ -45,6 +47,7 @@ type Spark struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	alive   atomic.Bool
+	dead    atomic.Bool // closing or closed: incoming messages are dropped
 	done    chan struct{}
 	wake    chan struct{}
 	stop    chan struct{}
@@ -78,13 +81,32 @@ type outFrame struct {
 	end  bool // close the connection after writing this frame
 }
 
+// frameOverhead is what one queued frame costs beyond its buffer: its slot
+// in the queue (twice over, since the queue's array grows by doubling) and
+// the batch the writer holds.
+const frameOverhead = 64
+
+// frameCost is what a queued frame holds in memory: the whole buffer its
+// bytes live in (a small message read into a larger buffer pins all of it),
+// not only its length, so that SendQueueBytes bounds real memory.
+func frameCost(data []byte) int64 { return int64(cap(data)) + frameOverhead }
+
+// spareKeep is the largest queue array the writer keeps for reuse; a larger
+// one, grown by a burst, is left to the garbage collector.
+const spareKeep = 256
+
+// closeGrace bounds how long a close frame may take to go out when the
+// server closes a connection with a status (slow consumer, panic, invalid
+// data) before the connection is cut.
+const closeGrace = time.Second
+
 func newSpark(s *Server, r *http.Request, c transport.Conn) *Spark {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	sp := &Spark{
 		srv:     s,
 		id:      s.newID(),
 		query:   r.URL.Query(),
-		header:  r.Header,
+		header:  transport.TrimHeader(r.Header, s.headerBytes),
 		addr:    clientAddress(r, s.trusted),
 		conn:    c,
 		ctx:     ctx,
@@ -187,10 +209,10 @@ func (sp *Spark) enqueue(data []byte, end bool) error {
 		sp.mu.Unlock()
 		return ErrClosed
 	}
-	n := int64(len(data))
+	n := frameCost(data)
 	if !end && sp.queued > 0 && sp.queued+n > sp.srv.queueBytes {
 		sp.mu.Unlock()
-		sp.abortAsync(ErrSlowConsumer)
+		sp.closeWith(ErrSlowConsumer, transport.StatusPolicyViolation, "slow consumer")
 		return ErrSlowConsumer
 	}
 	sp.queue = append(sp.queue, outFrame{data: data, end: end})
@@ -232,6 +254,25 @@ func (sp *Spark) abortAsync(reason error) {
 	}
 }
 
+// closeWith closes the connection with a status and reason the client can
+// see, without waiting: the close frame is given closeGrace to go out, then
+// the connection is cut. Queued messages are dropped. reason is what the
+// error and end handlers are told.
+func (sp *Spark) closeWith(reason error, code int, text string) {
+	if sp.markAborted(reason) {
+		sp.stopWriter()
+		go closeConn(sp.conn, code, text)
+	}
+}
+
+// closeConn closes c with a status, bounded by closeGrace.
+func closeConn(c transport.Conn, code int, text string) {
+	t := time.AfterFunc(closeGrace, func() { _ = c.CloseNow() })
+	_ = c.Close(code, text)
+	t.Stop()
+	_ = c.CloseNow()
+}
+
 // markAborted moves the spark to closed and reports whether it was this call
 // that did.
 func (sp *Spark) markAborted(reason error) bool {
@@ -241,8 +282,9 @@ func (sp *Spark) markAborted(reason error) bool {
 		return false
 	}
 	sp.state = stateClosed
+	sp.dead.Store(true)
 	sp.reason = reason
-	sp.queue, sp.queued = nil, 0
+	sp.queue, sp.spare, sp.queued = nil, nil, 0
 	return true
 }
 
@@ -278,11 +320,13 @@ func (sp *Spark) writeLoop() {
 					return
 				}
 			}
-			sp.mu.Lock()
-			if sp.spare == nil {
-				sp.spare = batch[:0]
+			if cap(batch) <= spareKeep {
+				sp.mu.Lock()
+				if sp.spare == nil && sp.state != stateClosed {
+					sp.spare = batch[:0]
+				}
+				sp.mu.Unlock()
 			}
-			sp.mu.Unlock()
 		}
 	}
 }
@@ -293,7 +337,7 @@ func (sp *Spark) writeFrame(f outFrame) bool {
 	err := sp.conn.Write(context.Background(), sp.srv.frameType, f.data)
 	sp.writeTimer.Stop()
 	sp.mu.Lock()
-	sp.queued -= int64(len(f.data))
+	sp.queued -= frameCost(f.data)
 	closed := sp.state == stateClosed
 	sp.mu.Unlock()
 	if closed {
@@ -320,14 +364,7 @@ func (sp *Spark) run() {
 		po.OnPing(func() { sp.alive.Store(true) })
 	}
 	go sp.writeLoop()
-	for _, h := range sp.srv.hooks {
-		if h.Connection != nil {
-			h.Connection(sp)
-		}
-	}
-	for _, f := range sp.srv.onConnection.Get() {
-		f(sp)
-	}
+	sp.connected()
 	var readErr error
 	for {
 		typ, data, err := sp.conn.Read(context.Background()) // a cancellable context costs two allocations per read in coder/websocket; CloseNow ends the read instead
@@ -340,10 +377,36 @@ func (sp *Spark) run() {
 	sp.finish(readErr)
 }
 
+// connected runs the plugins' connection hooks and the server's connection
+// handlers.
+func (sp *Spark) connected() {
+	defer sp.recoverPanic()
+	for _, h := range sp.srv.hooks {
+		if h.Connection != nil {
+			h.Connection(sp)
+		}
+	}
+	for _, f := range sp.srv.onConnection.Get() {
+		f(sp)
+	}
+}
+
 // handle processes one incoming frame.
 func (sp *Spark) handle(typ transport.MessageType, data []byte) {
+	if sp.dead.Load() {
+		return // closing: what is still read is the peer's, not the application's
+	}
+	defer sp.recoverPanic()
 	m, err := incoming(sp.srv.parser, typ, data, sp.control)
 	if err != nil {
+		switch {
+		case errors.Is(err, ErrInvalidUTF8):
+			sp.closeWith(ErrInvalidUTF8, transport.StatusInvalidPayload, "invalid UTF-8")
+			return
+		case errors.Is(err, ErrUnsupportedData):
+			sp.closeWith(ErrUnsupportedData, transport.StatusUnsupportedData, "unsupported data: frame type does not match the parser")
+			return
+		}
 		sp.reportError(err)
 	}
 	if m == nil {
@@ -371,21 +434,44 @@ func (sp *Spark) handle(typ transport.MessageType, data []byte) {
 // clients alike. It returns nil for an empty frame (what a stock client
 // sends for a top-level undefined), for a control message that control
 // consumed, and, with the error, for a message that does not decode.
+//
+// Frames are validated before anything else sees them: a frame whose type
+// does not match the parser's is refused with ErrUnsupportedData, a text
+// frame that is not UTF-8 with ErrInvalidUTF8; the caller closes the
+// connection on both.
 func incoming(p parser.Parser, typ transport.MessageType, data []byte, control func(string) bool) (*Message, error) {
+	if (typ == transport.Binary) != p.Binary() {
+		return nil, ErrUnsupportedData
+	}
 	if len(data) == 0 {
 		return nil, nil
 	}
-	if typ == transport.Binary && !p.Binary() {
-		return parser.NewBinaryMessage(data), nil // passed through undecoded, as in Primus
+	checked := typ != transport.Text || parserChecksUTF8(p)
+	if !checked && !utf8.Valid(data) {
+		return nil, fmt.Errorf("primus: failed to decode incoming data: %w", ErrInvalidUTF8)
 	}
-	if s, ok := controlMessage(p, data); ok && control(s) {
-		return nil, nil
+	if s, ok := controlMessage(p, data); ok {
+		if typ == transport.Text && checked && !utf8.Valid(data) {
+			return nil, fmt.Errorf("primus: failed to decode incoming data: %w", ErrInvalidUTF8)
+		}
+		if control(s) {
+			return nil, nil
+		}
 	}
 	m := parser.NewMessage(p, data)
 	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("primus: failed to decode incoming data: %w", err)
 	}
 	return m, nil
+}
+
+// parserChecksUTF8 reports whether p's Valid refuses invalid UTF-8 itself.
+func parserChecksUTF8(p parser.Parser) bool {
+	if _, ok := p.(parser.Validator); !ok {
+		return false
+	}
+	u, ok := p.(parser.UTF8Checker)
+	return ok && u.ChecksUTF8()
 }
 
 var controlMarker = []byte(controlPrefix)
@@ -442,8 +528,47 @@ func (sp *Spark) heartbeat(ping []byte) {
 func (sp *Spark) reportError(err error) {
 	sp.srv.log.Debug("primus: spark error", "spark", sp.id, "error", err)
 	for _, f := range sp.onError.Get() {
-		f(err)
+		sp.call(func() { f(err) })
 	}
+}
+
+// recoverPanic is deferred around user code that runs in the spark's
+// reading goroutine.
+func (sp *Spark) recoverPanic() {
+	if v := recover(); v != nil {
+		sp.HandlePanic(v, debug.Stack())
+	}
+}
+
+// call runs user code that is not on the per-message path under recovery.
+func (sp *Spark) call(f func()) {
+	defer sp.recoverPanic()
+	f()
+}
+
+// HandlePanic ends the spark because code run for it panicked: it logs the
+// panic and its stack, runs Options.OnPanic, and closes the connection with
+// status 1011; the spark ends with a *PanicError. With
+// Options.CrashOnPanic, it panics again instead. The core calls it for its
+// own handlers; plugins call it through plugin.Recover for callbacks they
+// run elsewhere.
+func (sp *Spark) HandlePanic(v any, stack []byte) {
+	pe := &PanicError{Value: v, Stack: stack}
+	sp.srv.log.Error("primus: panic in a handler; closing the spark", "spark", sp.id, "panic", fmt.Sprint(v), "stack", string(stack))
+	if f := sp.srv.onPanic; f != nil {
+		func() {
+			defer func() {
+				if v2 := recover(); v2 != nil {
+					sp.srv.log.Error("primus: OnPanic panicked", "spark", sp.id, "panic", fmt.Sprint(v2))
+				}
+			}()
+			f(sp, pe)
+		}()
+	}
+	if sp.srv.crashOnPanic {
+		panic(v)
+	}
+	sp.closeWith(pe, transport.StatusInternalError, "internal error")
 }
 
 // finish ends the spark after its read loop has stopped.
@@ -452,7 +577,8 @@ func (sp *Spark) finish(readErr error) {
 	reason := sp.reason
 	if sp.state != stateClosed {
 		sp.state = stateClosed
-		sp.queue, sp.queued = nil, 0
+		sp.dead.Store(true)
+		sp.queue, sp.spare, sp.queued = nil, nil, 0
 		if errors.Is(readErr, transport.ErrMessageTooBig) {
 			reason = ErrMessageTooBig
 		}
@@ -469,20 +595,23 @@ func (sp *Spark) finish(readErr error) {
 		sp.reportError(reason)
 	}
 	for _, f := range sp.onEnd.Get() {
-		f(reason)
+		sp.call(func() { f(reason) })
 	}
 	for _, h := range sp.srv.hooks {
 		if h.Close != nil {
-			h.Close(sp, reason)
+			sp.call(func() { h.Close(sp, reason) })
 		}
 	}
 	for _, f := range sp.srv.onDisconnection.Get() {
-		f(sp)
+		sp.call(func() { f(sp) })
 	}
 	close(sp.done)
 }
 
-var _ plugin.Spark = (*Spark)(nil)
+var (
+	_ plugin.Spark        = (*Spark)(nil)
+	_ plugin.PanicHandler = (*Spark)(nil)
+)
 
 // heartbeatLoop is the server's one heartbeat timer; it runs while sparks
 // are connected.
