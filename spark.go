@@ -38,30 +38,31 @@ const (
 // read; data handlers run one at a time, in order, in the spark's reading
 // goroutine, so a slow handler slows only its own spark.
 type Spark struct {
-	srv     *Server
-	id      string
-	query   url.Values
-	header  http.Header
-	addr    Address
-	conn    transport.Conn
-	ctx     context.Context
-	cancel  context.CancelFunc
-	alive   atomic.Bool
-	dead    atomic.Bool // closing or closed: incoming messages are dropped
-	done    chan struct{}
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	srv    *Server
+	id     string
+	query  url.Values
+	header http.Header
+	addr   Address
+	conn   transport.Conn
+	space  transport.WriteSpace     // nil when conn cannot say; see write.go
+	wdl    transport.WriteDeadliner // nil when conn has no write deadline
+	parent context.Context          // the handshake's values, for Context
+	alive  atomic.Bool
+	dead   atomic.Bool // closing or closed: incoming messages are dropped
+	done   chan struct{}
 
-	mu       sync.Mutex
-	state    sparkState
-	queue    []outFrame
-	spare    []outFrame
-	queued   int64
-	reason   error
-	stopOnce sync.Once
-
-	writeTimer *time.Timer // owned by the writer goroutine
+	mu         sync.Mutex
+	state      sparkState
+	writing    bool          // someone holds the write turn (write.go)
+	writerDone chan struct{} // closed when the turn is given up, for finish
+	queue      []outFrame
+	spare      []outFrame
+	queued     int64
+	reason     error
+	ctx        context.Context // made on the first Context call
+	cancel     context.CancelFunc
+	ctxDone    bool // the spark has ended: ctx is cancelled
+	writeTimer *time.Timer // for transports without write deadlines; made when first needed
 
 	onData  pluginkit.Handlers[func(*Message)]
 	onEnd   pluginkit.Handlers[func(error)]
@@ -76,46 +77,19 @@ const (
 	stateClosed
 )
 
-type outFrame struct {
-	data []byte
-	end  bool // close the connection after writing this frame
-}
-
-// frameOverhead is what one queued frame costs beyond its buffer: its slot
-// in the queue (twice over, since the queue's array grows by doubling) and
-// the batch the writer holds.
-const frameOverhead = 64
-
-// frameCost is what a queued frame holds in memory: the whole buffer its
-// bytes live in (a small message read into a larger buffer pins all of it),
-// not only its length, so that SendQueueBytes bounds real memory.
-func frameCost(data []byte) int64 { return int64(cap(data)) + frameOverhead }
-
-// spareKeep is the largest queue array the writer keeps for reuse; a larger
-// one, grown by a burst, is left to the garbage collector.
-const spareKeep = 256
-
-// closeGrace bounds how long a close frame may take to go out when the
-// server closes a connection with a status (slow consumer, panic, invalid
-// data) before the connection is cut.
-const closeGrace = time.Second
-
 func newSpark(s *Server, r *http.Request, c transport.Conn) *Spark {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	sp := &Spark{
-		srv:     s,
-		id:      s.newID(),
-		query:   r.URL.Query(),
-		header:  transport.TrimHeader(r.Header, s.headerBytes),
-		addr:    clientAddress(r, s.trusted),
-		conn:    c,
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		srv:    s,
+		id:     s.newID(),
+		query:  r.URL.Query(),
+		header: transport.TrimHeader(r.Header, s.headerBytes),
+		addr:   clientAddress(r, s.trusted),
+		conn:   c,
+		parent: context.WithoutCancel(r.Context()),
+		done:   make(chan struct{}),
 	}
+	sp.space, _ = c.(transport.WriteSpace)
+	sp.wdl, _ = c.(transport.WriteDeadliner)
 	sp.alive.Store(true)
 	return sp
 }
@@ -138,7 +112,19 @@ func (sp *Spark) Address() Address { return sp.addr }
 
 // Context carries the values of the handshake request's context (those set
 // by middleware) and is cancelled when the spark has ended.
-func (sp *Spark) Context() context.Context { return sp.ctx }
+func (sp *Spark) Context() context.Context {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.ctx == nil {
+		// Made on demand: most sparks never need one, and an idle spark
+		// should cost as little as possible.
+		sp.ctx, sp.cancel = context.WithCancel(sp.parent)
+		if sp.ctxDone {
+			sp.cancel()
+		}
+	}
+	return sp.ctx
+}
 
 // Done is closed when the spark has ended and all its handlers have run.
 func (sp *Spark) Done() <-chan struct{} { return sp.done }
@@ -157,213 +143,12 @@ func (sp *Spark) OnEnd(f func(reason error)) { sp.onEnd.Add(f) }
 // end.
 func (sp *Spark) OnError(f func(error)) { sp.onError.Add(f) }
 
-// Write encodes v with the server's parser and queues it. It never blocks on
-// the network: when the queue would go over Options.SendQueueBytes the spark
-// is closed and ErrSlowConsumer returned. It returns ErrClosed once the spark
-// has ended (or is ending).
-func (sp *Spark) Write(v any) error {
-	if sp.srv.hasOutgoing {
-		for _, h := range sp.srv.hooks {
-			if h.Outgoing == nil {
-				continue
-			}
-			out, pass, err := h.Outgoing(sp, v)
-			if err != nil {
-				return fmt.Errorf("primus: outgoing transform: %w", err)
-			}
-			if !pass {
-				return nil
-			}
-			v = out
-		}
-	}
-	data, err := sp.srv.encode(v)
-	if err != nil {
-		return err
-	}
-	return sp.enqueue(data, false)
-}
-
-// End writes "primus::server::close" after everything already queued and
-// then closes the connection: the client ends and does not reconnect. It
-// returns at once; Done tells when the spark has ended.
-func (sp *Spark) End() error {
-	b, err := sp.srv.parser.Encode(serverClose)
-	if err != nil {
-		return err
-	}
-	return sp.enqueue(b, true)
-}
-
-// Close closes the connection at once, dropping queued messages, without
-// "primus::server::close": the client sees a lost connection and reconnects.
-func (sp *Spark) Close() error {
-	sp.abort(nil)
-	return nil
-}
-
-// enqueue adds an encoded frame to the send queue.
-func (sp *Spark) enqueue(data []byte, end bool) error {
-	sp.mu.Lock()
-	if sp.state != stateOpen {
-		sp.mu.Unlock()
-		return ErrClosed
-	}
-	n := frameCost(data)
-	if !end && sp.queued > 0 && sp.queued+n > sp.srv.queueBytes {
-		sp.mu.Unlock()
-		sp.closeWith(ErrSlowConsumer, transport.StatusPolicyViolation, "slow consumer")
-		return ErrSlowConsumer
-	}
-	sp.queue = append(sp.queue, outFrame{data: data, end: end})
-	sp.queued += n
-	if end {
-		sp.state = stateEnding
-	}
-	sp.mu.Unlock()
-	select {
-	case sp.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// writeControl queues a protocol message, bypassing outgoing hooks.
-func (sp *Spark) writeControl(msg string) {
-	if b, err := sp.srv.parser.Encode(msg); err == nil {
-		_ = sp.enqueue(b, false)
-	}
-}
-
-// abort closes the connection at once. reason is reported to the error and
-// end handlers; nil means an intentional close.
-func (sp *Spark) abort(reason error) {
-	if sp.markAborted(reason) {
-		sp.stopWriter()
-		_ = sp.conn.CloseNow()
-	}
-}
-
-// abortAsync is abort for the fan-out paths (a broadcast tripping the
-// slow-consumer limit, a heartbeat tick): closing a transport can wait for
-// its goroutines, and one slow client must not hold up the others.
-func (sp *Spark) abortAsync(reason error) {
-	if sp.markAborted(reason) {
-		sp.stopWriter()
-		go func() { _ = sp.conn.CloseNow() }()
-	}
-}
-
-// closeWith closes the connection with a status and reason the client can
-// see, without waiting: the close frame is given closeGrace to go out, then
-// the connection is cut. Queued messages are dropped. reason is what the
-// error and end handlers are told.
-func (sp *Spark) closeWith(reason error, code int, text string) {
-	if sp.markAborted(reason) {
-		sp.stopWriter()
-		go closeConn(sp.conn, code, text)
-	}
-}
-
-// closeConn closes c with a status, bounded by closeGrace.
-func closeConn(c transport.Conn, code int, text string) {
-	t := time.AfterFunc(closeGrace, func() { _ = c.CloseNow() })
-	_ = c.Close(code, text)
-	t.Stop()
-	_ = c.CloseNow()
-}
-
-// markAborted moves the spark to closed and reports whether it was this call
-// that did.
-func (sp *Spark) markAborted(reason error) bool {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if sp.state == stateClosed {
-		return false
-	}
-	sp.state = stateClosed
-	sp.dead.Store(true)
-	sp.reason = reason
-	sp.queue, sp.spare, sp.queued = nil, nil, 0
-	return true
-}
-
-func (sp *Spark) stopWriter() { sp.stopOnce.Do(func() { close(sp.stop) }) }
-
-// writeLoop is the spark's one writing goroutine.
-func (sp *Spark) writeLoop() {
-	defer close(sp.stopped)
-	// One timer for the spark's whole life bounds each write: resetting it
-	// costs nothing, where a context with a deadline per write allocates.
-	sp.writeTimer = time.AfterFunc(time.Hour, func() { sp.abort(ErrWriteTimeout) })
-	sp.writeTimer.Stop()
-	defer sp.writeTimer.Stop()
-	for {
-		select {
-		case <-sp.wake:
-		case <-sp.stop:
-			return
-		}
-		for {
-			sp.mu.Lock()
-			if sp.state == stateClosed || len(sp.queue) == 0 {
-				sp.mu.Unlock()
-				break
-			}
-			batch := sp.queue
-			sp.queue, sp.spare = sp.spare[:0], nil
-			sp.mu.Unlock()
-			for i := range batch {
-				f := batch[i]
-				batch[i] = outFrame{}
-				if !sp.writeFrame(f) {
-					return
-				}
-			}
-			if cap(batch) <= spareKeep {
-				sp.mu.Lock()
-				if sp.spare == nil && sp.state != stateClosed {
-					sp.spare = batch[:0]
-				}
-				sp.mu.Unlock()
-			}
-		}
-	}
-}
-
-// writeFrame writes one frame and reports whether the writer goes on.
-func (sp *Spark) writeFrame(f outFrame) bool {
-	sp.writeTimer.Reset(sp.srv.writeTimeout)
-	err := sp.conn.Write(context.Background(), sp.srv.frameType, f.data)
-	sp.writeTimer.Stop()
-	sp.mu.Lock()
-	sp.queued -= frameCost(f.data)
-	closed := sp.state == stateClosed
-	sp.mu.Unlock()
-	if closed {
-		return false
-	}
-	if err != nil {
-		sp.abort(nil) // the connection is gone; the read loop sees it too
-		return false
-	}
-	if f.end {
-		// Close with a handshake (bounded by the transport); the read loop
-		// receives the peer's answer and ends the spark.
-		_ = sp.conn.Close(transport.StatusNormalClosure, "")
-		_ = sp.conn.CloseNow()
-		return false
-	}
-	return true
-}
-
 // run drives the connection until it ends; it is called by Server.accept in
 // the transformer's goroutine.
 func (sp *Spark) run() {
 	if po, ok := sp.conn.(transport.PingObserver); ok {
 		po.OnPing(func() { sp.alive.Store(true) })
 	}
-	go sp.writeLoop()
 	sp.connected()
 	var readErr error
 	for {
@@ -586,10 +371,14 @@ func (sp *Spark) finish(readErr error) {
 	sp.mu.Unlock()
 	// Close before waiting for the writer: a write blocked on a peer that
 	// stopped reading then fails at once instead of at the write timeout.
-	sp.stopWriter()
 	_ = sp.conn.CloseNow()
-	<-sp.stopped
-	sp.cancel()
+	sp.waitWriter()
+	sp.mu.Lock()
+	sp.ctxDone = true // a Context made from now on is born cancelled
+	if sp.cancel != nil {
+		sp.cancel()
+	}
+	sp.mu.Unlock()
 	sp.srv.remove(sp)
 	if reason != nil {
 		sp.reportError(reason)

@@ -224,3 +224,24 @@ func (e *HandshakeError) Error() string {
 type PingObserver interface {
 	OnPing(f func())
 }
+
+// WriteSpace is implemented by a Conn that can tell whether a write of n
+// bytes would complete at once, without waiting for the peer to read (the
+// kernel has room for it). The core then writes a message from the goroutine
+// that wrote it, instead of handing it to a writer goroutine: the same
+// result for less work, and an idle connection needs no writer at all.
+// Writable is called by the goroutine about to call Write, never
+// concurrently with Write; a wrong true would make that goroutine wait for
+// the peer, so an implementation must err towards false.
+type WriteSpace interface {
+	Writable(n int) bool
+}
+
+// WriteDeadliner is implemented by a Conn whose writes can be bounded by a
+// deadline: a Write still blocked at the deadline fails with an error
+// wrapping os.ErrDeadlineExceeded and the connection is unusable. The zero
+// time clears it. The core uses it for Options.WriteTimeout instead of a
+// timer per connection.
+type WriteDeadliner interface {
+	SetWriteDeadline(t time.Time) error
+}

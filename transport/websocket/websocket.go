@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	ws "github.com/coder/websocket"
 
@@ -90,12 +91,13 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 		}
 		wc.SetReadLimit(opts.MaxMessageSize)
 		c.c, c.raw = wc, hw.conn
+		c.space = newSendSpace(hw.conn)
 		// Run the connection in a goroutine of its own and return: net/http's
 		// serving goroutine (and its grown stack), its conn, response and
 		// request buffers are freed instead of kept for the connection's life.
 		go func() {
 			defer c.CloseNow()
-			accept(r, c)
+			accept(r, serverConn{c})
 		}()
 	}), nil
 }
@@ -201,7 +203,11 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		carry = bytes.Clone(b)
 	}
-	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(carry), c), connBufferSize)
+	var src io.Reader = c
+	if len(carry) > 0 {
+		src = io.MultiReader(bytes.NewReader(carry), c)
+	}
+	r := bufio.NewReaderSize(src, connBufferSize)
 	if len(carry) > 0 {
 		if _, err := r.Peek(len(carry)); err != nil {
 			return c, brw, nil
@@ -215,9 +221,28 @@ func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter 
 // conn adapts a *ws.Conn to transport.Conn.
 type conn struct {
 	c      *ws.Conn
-	raw    net.Conn // the hijacked connection (server side only)
+	raw    net.Conn   // the hijacked connection (server side only)
+	space  *sendSpace // nil unless raw is a TCP connection on Linux
 	onPing atomic.Pointer[func()]
 }
+
+// serverConn is the server side's conn, with what the core uses to write
+// from the calling goroutine and to bound writes without a timer.
+type serverConn struct{ *conn }
+
+// Writable reports whether a message of n bytes fits in the socket's send
+// buffer now, so that writing it cannot wait for the peer.
+func (c serverConn) Writable(n int) bool {
+	return c.space != nil && c.space.writable(n)
+}
+
+// SetWriteDeadline bounds the writes on the hijacked connection.
+func (c serverConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+var (
+	_ transport.WriteSpace     = serverConn{}
+	_ transport.WriteDeadliner = serverConn{}
+)
 
 // OnPing registers f to run when the peer sends a WebSocket ping frame; the
 // core counts such a ping as a sign of life, as Primus does.
@@ -241,6 +266,9 @@ func (c *conn) Write(ctx context.Context, typ transport.MessageType, data []byte
 	mt := ws.MessageText
 	if typ == transport.Binary {
 		mt = ws.MessageBinary
+	}
+	if c.space != nil {
+		c.space.wrote(len(data))
 	}
 	return c.c.Write(ctx, mt, data)
 }
