@@ -113,16 +113,16 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// TrimHeader returns a copy of h holding at most budget bytes (names plus
-// values): headers are kept whole, smallest first, while they fit; the
-// others are left out. A negative budget keeps nothing. What a connection
+// TrimHeader returns h when its names and values hold at most budget bytes,
+// and otherwise a copy holding at most that many: headers are kept whole,
+// smallest first, while they fit; the others are left out. A negative
+// budget keeps nothing. What a connection
 // keeps for its whole life is then bounded whatever a client sends, while
 // middleware and authorization, which run during the handshake, still see
 // every header.
 func TrimHeader(h http.Header, budget int) http.Header {
-	out := make(http.Header, min(len(h), 16))
 	if budget < 0 {
-		return out
+		return http.Header{}
 	}
 	type entry struct {
 		name string
@@ -139,11 +139,9 @@ func TrimHeader(h http.Header, budget int) http.Header {
 		total += n
 	}
 	if total <= budget {
-		for k, vs := range h {
-			out[k] = append([]string(nil), vs...)
-		}
-		return out
+		return h
 	}
+	out := make(http.Header, min(len(h), 16))
 	sort.Slice(entries, func(i, j int) bool {
 		if entries[i].size != entries[j].size {
 			return entries[i].size < entries[j].size

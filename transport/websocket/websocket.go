@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,8 +91,10 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 			return // Accept has answered the request
 		}
 		wc.SetReadLimit(opts.MaxMessageSize)
-		c.c, c.raw = wc, hw.conn
-		c.space = newSendSpace(hw.conn)
+		c.c, c.raw, c.br = wc, hw.conn, hw.br
+		if hw.br != nil {
+			c.space = newSendSpace(hw.conn)
+		}
 		// Run the connection in a goroutine of its own and return: net/http's
 		// serving goroutine (and its grown stack), its conn, response and
 		// request buffers are freed instead of kept for the connection's life.
@@ -178,10 +181,11 @@ func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error)
 }
 
 // hijackRecorder keeps the connection that ws.Accept hijacks, so that
-// CloseNow can close it at once.
+// CloseNow can close it at once, and the reader it gives the library.
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
+	br   *bufio.Reader // nil when the library reads net/http's own reader
 }
 
 // connBufferSize is the size of the read and write buffers the WebSocket
@@ -198,32 +202,51 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// Bytes the client sent after its handshake are already buffered: move
 	// them into the new reader's buffer (the library takes what is buffered).
-	var carry []byte
+	var src io.Reader = c
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		carry = bytes.Clone(b)
-	}
-	var src io.Reader = c
-	if len(carry) > 0 {
-		src = io.MultiReader(bytes.NewReader(carry), c)
+		src = &carryReader{carry: bytes.Clone(b), Reader: c}
 	}
 	r := bufio.NewReaderSize(src, connBufferSize)
-	if len(carry) > 0 {
-		if _, err := r.Peek(len(carry)); err != nil {
+	if cr, ok := src.(*carryReader); ok {
+		if _, err := r.Peek(len(cr.carry)); err != nil {
 			return c, brw, nil
 		}
 	}
+	h.br = r
 	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, connBufferSize)), nil
+}
+
+// carryReader reads carry, then its Reader.
+type carryReader struct {
+	carry []byte
+	io.Reader
+}
+
+func (r *carryReader) Read(p []byte) (int, error) {
+	if len(r.carry) == 0 {
+		return r.Reader.Read(p)
+	}
+	n := copy(p, r.carry)
+	r.carry = r.carry[n:]
+	if len(r.carry) == 0 {
+		r.carry = nil
+	}
+	return n, nil
 }
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
 
 // conn adapts a *ws.Conn to transport.Conn.
 type conn struct {
-	c      *ws.Conn
-	raw    net.Conn   // the hijacked connection (server side only)
-	space  *sendSpace // nil unless raw is a TCP connection on Linux
-	onPing atomic.Pointer[func()]
+	c       *ws.Conn
+	raw     net.Conn                      // the hijacked connection (server side only)
+	br      *bufio.Reader                 // the library's reader, when it is ours (server side)
+	brMu    sync.Mutex                    // waitMessage's use of br, and Close's handshake, which reads it
+	peeking atomic.Bool                   // waitMessage is waiting in br.Peek
+	closing atomic.Pointer[chan struct{}] // set when Close begins; closed when its handshake is over
+	space   *sendSpace                    // nil unless raw is a TCP connection on Linux
+	onPing  atomic.Pointer[func()]
 }
 
 // serverConn is the server side's conn, with what the core uses to write
@@ -249,6 +272,14 @@ var (
 func (c *conn) OnPing(f func()) { c.onPing.Store(&f) }
 
 func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) {
+	if c.br != nil {
+		c.waitMessage()
+		if ch := c.closing.Load(); ch != nil {
+			// Let Close's handshake read the peer's answer itself; read
+			// what is left (the error) once it is done.
+			<-*ch
+		}
+	}
 	typ, b, err := c.c.Read(ctx)
 	if err != nil {
 		if errors.Is(err, ws.ErrMessageTooBig) {
@@ -274,7 +305,45 @@ func (c *conn) Write(ctx context.Context, typ transport.MessageType, data []byte
 }
 
 func (c *conn) Close(code int, reason string) error {
+	if c.br != nil {
+		// The close handshake reads from br itself: wake a Read waiting
+		// in waitMessage, and keep it out of the way until the handshake
+		// is over.
+		ch := make(chan struct{})
+		if c.closing.CompareAndSwap(nil, &ch) {
+			defer close(ch)
+			if c.peeking.Load() {
+				_ = c.raw.SetReadDeadline(aLongTimeAgo)
+			}
+			c.brMu.Lock()
+			defer c.brMu.Unlock()
+			_ = c.raw.SetReadDeadline(time.Time{})
+		}
+	}
 	return c.c.Close(ws.StatusCode(code), reason)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// waitMessage waits for the next message's first byte in br, a few calls
+// deep, rather than deep in the library: an idle connection's goroutine
+// then needs little stack. It reads the socket into br as the library
+// would, so it costs no extra system call. Errors are left for the
+// library's read to report.
+func (c *conn) waitMessage() {
+	c.brMu.Lock()
+	defer c.brMu.Unlock()
+	if c.br.Buffered() > 0 {
+		return
+	}
+	// Close sets closing, then looks at peeking; this sets peeking, then
+	// looks at closing: one of them sees the other, so a Close never waits
+	// for a Peek that nothing would wake.
+	c.peeking.Store(true)
+	if c.closing.Load() == nil {
+		_, _ = c.br.Peek(1)
+	}
+	c.peeking.Store(false)
 }
 
 // CloseNow closes the connection at once. ws.Conn.CloseNow alone does not
