@@ -61,7 +61,7 @@ type Spark struct {
 	reason     error
 	ctx        context.Context // made on the first Context call
 	cancel     context.CancelFunc
-	ctxDone    bool // the spark has ended: ctx is cancelled
+	ctxDone    bool        // the spark has ended: ctx is cancelled
 	writeTimer *time.Timer // for transports without write deadlines; made when first needed
 
 	onData  pluginkit.Handlers[func(*Message)]
