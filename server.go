@@ -75,7 +75,7 @@ type Server struct {
 	sparks    map[string]*Spark
 	closing   bool
 	running   sync.WaitGroup
-	hbStop    chan struct{} // non-nil while the heartbeat loop runs
+	hbStop    chan struct{} // non-nil while the housekeeping loop runs
 	hbStopped chan struct{}
 }
 
@@ -322,13 +322,12 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 		return
 	}
 	s.sparks[sp.id] = sp
-	s.running.Add(1)
-	if s.pingInterval > 0 && s.hbStop == nil {
+	s.running.Add(1) // Done when the spark has finished, maybe in another goroutine
+	if s.hbStop == nil {
 		s.hbStop, s.hbStopped = make(chan struct{}), make(chan struct{})
-		go s.heartbeatLoop(s.hbStop, s.hbStopped)
+		go s.housekeeping(s.hbStop, s.hbStopped)
 	}
 	s.mu.Unlock()
-	defer s.running.Done()
 	sp.run()
 }
 

@@ -47,9 +47,16 @@ type Spark struct {
 	space  transport.WriteSpace     // nil when conn cannot say; see write.go
 	wdl    transport.WriteDeadliner // nil when conn has no write deadline
 	parent context.Context          // the handshake's values, for Context
+	idle   transport.IdleReader     // nil when conn cannot move its reading
 	alive  atomic.Bool
 	dead   atomic.Bool // closing or closed: incoming messages are dropped
 	done   chan struct{}
+	reads  atomic.Uint32 // messages read, for sweepIdle
+	fresh  atomic.Bool   // the reading goroutine is new and has read nothing
+	swept  uint32        // reads at sweepIdle's last look; the housekeeping loop's
+	// detached is set once the reading left the transformer's goroutine;
+	// the reading goroutine's.
+	detached bool
 
 	mu         sync.Mutex
 	state      sparkState
@@ -90,6 +97,7 @@ func newSpark(s *Server, r *http.Request, c transport.Conn) *Spark {
 	}
 	sp.space, _ = c.(transport.WriteSpace)
 	sp.wdl, _ = c.(transport.WriteDeadliner)
+	sp.idle, _ = c.(transport.IdleReader)
 	sp.alive.Store(true)
 	return sp
 }
@@ -150,16 +158,56 @@ func (sp *Spark) run() {
 		po.OnPing(func() { sp.alive.Store(true) })
 	}
 	sp.connected()
+	if sp.idle != nil {
+		// Read from a goroutine of its own from the start, so that the
+		// handshake's (grown) stack is not what the connection keeps.
+		sp.detached = true
+		sp.idle.Detach()
+		sp.fresh.Store(true)
+		go sp.readLoop()
+		return
+	}
+	sp.readLoop()
+}
+
+// readLoop reads the connection until it ends. When the housekeeping loop
+// wakes an idle connection's read (transport.IdleReader), the loop goes on
+// in a fresh goroutine, whose small stack is all the idle spark then holds,
+// and this one (its stack grown by the messages it handled) ends.
+func (sp *Spark) readLoop() {
 	var readErr error
 	for {
 		typ, data, err := sp.conn.Read(context.Background()) // a cancellable context costs two allocations per read in coder/websocket; CloseNow ends the read instead
 		if err != nil {
+			if errors.Is(err, transport.ErrWoken) && sp.detached {
+				sp.fresh.Store(true)
+				go sp.readLoop()
+				return
+			}
 			readErr = err
 			break
+		}
+		sp.reads.Add(1)
+		if sp.fresh.Load() {
+			sp.fresh.Store(false)
 		}
 		sp.handle(typ, data)
 	}
 	sp.finish(readErr)
+}
+
+// sweepIdle is the housekeeping loop's look at one spark: a spark whose
+// reading goroutine has handled messages and that has read nothing since
+// the last look is woken, so that its reading moves to a fresh goroutine.
+func (sp *Spark) sweepIdle() {
+	if sp.idle == nil || sp.fresh.Load() {
+		return
+	}
+	if r := sp.reads.Load(); r != sp.swept {
+		sp.swept = r
+		return
+	}
+	sp.idle.Wake()
 }
 
 // connected runs the plugins' connection hooks and the server's connection
@@ -395,6 +443,7 @@ func (sp *Spark) finish(readErr error) {
 		sp.call(func() { f(sp) })
 	}
 	close(sp.done)
+	sp.srv.running.Done()
 }
 
 var (
@@ -402,17 +451,29 @@ var (
 	_ plugin.PanicHandler = (*Spark)(nil)
 )
 
-// heartbeatLoop is the server's one heartbeat timer; it runs while sparks
-// are connected.
-func (s *Server) heartbeatLoop(stop, stopped chan struct{}) {
+// idleSweep is how often the housekeeping loop looks for idle sparks to
+// move to a fresh reading goroutine: a spark is moved after one to two of
+// these without a message.
+const idleSweep = time.Second
+
+// housekeeping is the server's one timer loop, running while sparks are
+// connected: the heartbeat every PingInterval (when heartbeats are on), and
+// the idle sweep.
+func (s *Server) housekeeping(stop, stopped chan struct{}) {
 	defer close(stopped)
-	t := time.NewTicker(s.pingInterval)
-	defer t.Stop()
+	var beat <-chan time.Time
+	if s.pingInterval > 0 {
+		t := time.NewTicker(s.pingInterval)
+		defer t.Stop()
+		beat = t.C
+	}
+	sweep := time.NewTicker(idleSweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
+		case now := <-beat:
 			ping, err := s.parser.Encode(pingPrefix + strconv.FormatInt(now.UnixMilli(), 10))
 			if err != nil {
 				continue
@@ -420,6 +481,12 @@ func (s *Server) heartbeatLoop(stop, stopped chan struct{}) {
 			for _, sp := range s.snapshot() {
 				sp.heartbeat(ping)
 			}
+		case <-sweep.C:
+			s.mu.RLock()
+			for _, sp := range s.sparks {
+				sp.sweepIdle()
+			}
+			s.mu.RUnlock()
 		}
 	}
 }

@@ -178,3 +178,75 @@ func TestStalledSocketDoesNotDelayBroadcast(t *testing.T) {
 	}
 	_ = stalled
 }
+
+// readers returns the "created by" lines of the sparks' reading
+// goroutines: a move to a fresh goroutine changes a spark's line.
+func readers() []string {
+	buf := make([]byte, 4<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var lines []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if !strings.Contains(g, "primus.(*Spark).readLoop(") {
+			continue
+		}
+		for _, l := range strings.Split(g, "\n") {
+			if strings.HasPrefix(l, "created by ") {
+				lines = append(lines, l)
+			}
+		}
+	}
+	return lines
+}
+
+// TestIdleReadingMoves: a spark idle for a second or two has its reading
+// moved to a fresh goroutine (a small stack instead of the one its messages
+// grew); messages before, across and after the move arrive, in order, and
+// the spark still ends normally.
+func TestIdleReadingMoves(t *testing.T) {
+	// Not parallel: it counts the process's goroutines.
+	h := startServer(t, wsJSON, nil)
+	se := watchSparks(h.srv)
+	h.srv.OnConnection(func(sp *primus.Spark) {
+		sp.OnData(func(m *primus.Message) { _ = sp.Write(m.Raw()) })
+	})
+	c := h.rawDial(t, nil)
+	se.conns.next(t, "the spark")
+	next := 0
+	echo := func(n int) {
+		t.Helper()
+		for range n {
+			h.rawWrite(t, c, next)
+			if b, err := rawRead(c); err != nil || string(b) != fmt.Sprint(next) {
+				t.Fatalf("echo %d: %q, %v", next, b, err)
+			}
+			next++
+		}
+	}
+	echo(3)
+	for range 2 {
+		before := readers()
+		if len(before) != 1 {
+			t.Fatalf("reading goroutines: %q, want one", before)
+		}
+		eventually(t, "the idle spark's reading moved", func() bool {
+			now := readers()
+			return len(now) == 1 && now[0] != before[0] && strings.Contains(now[0], "(*Spark).readLoop")
+		})
+		// Straight after a move, then a burst written at once.
+		echo(1)
+		for i := range 50 {
+			h.rawWrite(t, c, next+i)
+		}
+		for i := range 50 {
+			if b, err := rawRead(c); err != nil || string(b) != fmt.Sprint(next+i) {
+				t.Fatalf("burst %d: %q, %v", next+i, b, err)
+			}
+		}
+		next += 50
+	}
+	_ = c.Close(1000, "")
+	if end := se.ends.next(t, "the spark's end"); end.reason != nil {
+		t.Errorf("OnEnd(%v), want nil", end.reason)
+	}
+	eventually(t, "no reading goroutine left", func() bool { return len(readers()) == 0 })
+}

@@ -243,3 +243,20 @@ type WriteSpace interface {
 type WriteDeadliner interface {
 	SetWriteDeadline(t time.Time) error
 }
+
+// IdleReader is implemented by a Conn that lets the core move an idle
+// connection's reading to a fresh goroutine: a goroutine's stack grows while
+// it handles messages and stays grown, so an idle connection then holds only
+// a small stack. Wake makes a Read that is waiting for the next message
+// return ErrWoken, with nothing lost and the connection intact (a Read that
+// is receiving a message is not disturbed). Detach tells the transformer
+// that the AcceptFunc may return while the connection is still open: the
+// core goes on reading it from another goroutine and closes it (CloseNow)
+// when it is done.
+type IdleReader interface {
+	Wake()
+	Detach()
+}
+
+// ErrWoken is returned by the Read of an IdleReader that Wake interrupted.
+var ErrWoken = errors.New("transport: read woken")

@@ -19,7 +19,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,13 +94,15 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 		if hw.br != nil {
 			c.space = newSendSpace(hw.conn)
 		}
-		// Run the connection in a goroutine of its own and return: net/http's
-		// serving goroutine (and its grown stack), its conn, response and
-		// request buffers are freed instead of kept for the connection's life.
-		go func() {
-			defer c.CloseNow()
-			accept(r, serverConn{c})
-		}()
+		// The core detaches the connection (transport.IdleReader) and reads
+		// it from a goroutine of its own, so accept returns once the
+		// connection is set up, and net/http's serving goroutine (with its
+		// grown stack), its conn, response and request buffers are freed
+		// instead of kept for the connection's life.
+		accept(r, serverConn{c})
+		if !c.wait.detached.Load() {
+			_ = c.CloseNow()
+		}
 	}), nil
 }
 
@@ -239,14 +240,12 @@ func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter 
 
 // conn adapts a *ws.Conn to transport.Conn.
 type conn struct {
-	c       *ws.Conn
-	raw     net.Conn                      // the hijacked connection (server side only)
-	br      *bufio.Reader                 // the library's reader, when it is ours (server side)
-	brMu    sync.Mutex                    // waitMessage's use of br, and Close's handshake, which reads it
-	peeking atomic.Bool                   // waitMessage is waiting in br.Peek
-	closing atomic.Pointer[chan struct{}] // set when Close begins; closed when its handshake is over
-	space   *sendSpace                    // nil unless raw is a TCP connection on Linux
-	onPing  atomic.Pointer[func()]
+	c      *ws.Conn
+	raw    net.Conn      // the hijacked connection (server side only)
+	br     *bufio.Reader // the library's reader, when it is ours (server side)
+	wait   waitState     // the server side's wait for the next message (idle.go)
+	space  *sendSpace    // nil unless raw is a TCP connection on Linux
+	onPing atomic.Pointer[func()]
 }
 
 // serverConn is the server side's conn, with what the core uses to write
@@ -265,6 +264,7 @@ func (c serverConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteD
 var (
 	_ transport.WriteSpace     = serverConn{}
 	_ transport.WriteDeadliner = serverConn{}
+	_ transport.IdleReader     = serverConn{}
 )
 
 // OnPing registers f to run when the peer sends a WebSocket ping frame; the
@@ -273,11 +273,13 @@ func (c *conn) OnPing(f func()) { c.onPing.Store(&f) }
 
 func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) {
 	if c.br != nil {
-		c.waitMessage()
-		if ch := c.closing.Load(); ch != nil {
+		if err := c.waitMessage(); err != nil {
+			return 0, nil, err
+		}
+		if ch := c.closingChan(); ch != nil {
 			// Let Close's handshake read the peer's answer itself; read
 			// what is left (the error) once it is done.
-			<-*ch
+			<-ch
 		}
 	}
 	typ, b, err := c.c.Read(ctx)
@@ -306,44 +308,11 @@ func (c *conn) Write(ctx context.Context, typ transport.MessageType, data []byte
 
 func (c *conn) Close(code int, reason string) error {
 	if c.br != nil {
-		// The close handshake reads from br itself: wake a Read waiting
-		// in waitMessage, and keep it out of the way until the handshake
-		// is over.
-		ch := make(chan struct{})
-		if c.closing.CompareAndSwap(nil, &ch) {
-			defer close(ch)
-			if c.peeking.Load() {
-				_ = c.raw.SetReadDeadline(aLongTimeAgo)
-			}
-			c.brMu.Lock()
-			defer c.brMu.Unlock()
-			_ = c.raw.SetReadDeadline(time.Time{})
+		if done := c.beginClose(); done != nil {
+			defer done()
 		}
 	}
 	return c.c.Close(ws.StatusCode(code), reason)
-}
-
-var aLongTimeAgo = time.Unix(1, 0)
-
-// waitMessage waits for the next message's first byte in br, a few calls
-// deep, rather than deep in the library: an idle connection's goroutine
-// then needs little stack. It reads the socket into br as the library
-// would, so it costs no extra system call. Errors are left for the
-// library's read to report.
-func (c *conn) waitMessage() {
-	c.brMu.Lock()
-	defer c.brMu.Unlock()
-	if c.br.Buffered() > 0 {
-		return
-	}
-	// Close sets closing, then looks at peeking; this sets peeking, then
-	// looks at closing: one of them sees the other, so a Close never waits
-	// for a Peek that nothing would wake.
-	c.peeking.Store(true)
-	if c.closing.Load() == nil {
-		_, _ = c.br.Peek(1)
-	}
-	c.peeking.Store(false)
 }
 
 // CloseNow closes the connection at once. ws.Conn.CloseNow alone does not
