@@ -30,8 +30,8 @@ import (
 // accept with the request that opened it.
 //
 // Before sockjs-go sees a request, the handler refuses browser origins that
-// opts does not allow (403), bounds what a client may send (MaxFrameBytes),
-// and wraps the response so that it can tell when the messages a session
+// opts does not allow (403), reads its body under opts.BodyTimeout (see
+// readBody), bounds what a client may send (MaxFrameBytes), and wraps the response so that it can tell when the messages a session
 // buffered have been written (see SendBufferBytes).
 func (t *Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
 	if accept == nil {
@@ -80,6 +80,8 @@ type handler struct {
 	accept transport.AcceptFunc
 	sjs    *sockjs.Handler
 
+	noDeadline sync.Once // the warning that bodies are read without a deadline
+
 	mu        sync.Mutex
 	sessions  map[string]*conn // running HTTP sessions (not WebSocket ones) by SockJS session id
 	receiving map[string]int   // receiving requests under way by SockJS session id
@@ -100,34 +102,61 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id, kind, ok := sessionPath(rest)
 	if !ok {
-		h.sjs.ServeHTTP(w, r)
+		// The welcome text, /info, the iframe page, and what sockjs-go
+		// answers with 404.
+		if _, err := h.readBody(w, r, otherBodyBytes); err != nil {
+			bodyFailed(w, err, otherBodyBytes)
+			return
+		}
+		h.sjs.ServeHTTP(w, withBody(r, r.URL, nil))
 		return
 	}
 	switch kind {
 	case "websocket":
 		h.serveWebSocket(w, r, h.opts.MaxFrameBytes)
-	case "xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp":
-		h.serveReceiving(w, r, id, kind)
+		return
 	case "xhr_send", "jsonp_send":
-		if r.Body != nil {
-			body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxFrameBytes+1))
-			if err != nil {
-				http.Error(w, "sockjs: failed to read the request body", http.StatusBadRequest)
-				return
-			}
-			if int64(len(body)) > h.opts.MaxFrameBytes {
-				if c := h.session(id); c != nil {
-					c.closeTooBig()
-				}
-				http.Error(w, "sockjs: request body over "+strconv.FormatInt(h.opts.MaxFrameBytes, 10)+" bytes", http.StatusRequestEntityTooLarge)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		h.sjs.ServeHTTP(w, r)
-	default:
-		h.sjs.ServeHTTP(w, r)
+		h.serveSend(w, r, id)
+		return
 	}
+	if _, err := h.readBody(w, r, otherBodyBytes); err != nil {
+		bodyFailed(w, err, otherBodyBytes)
+		return
+	}
+	switch kind {
+	case "xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp":
+		h.serveReceiving(w, withBody(r, r.URL, nil), id, kind)
+	default:
+		h.sjs.ServeHTTP(w, withBody(r, r.URL, nil))
+	}
+}
+
+// withBody returns a shallow copy of r with the URL u and the body read.
+func withBody(r *http.Request, u *url.URL, body []byte) *http.Request {
+	r2 := r.WithContext(r.Context())
+	r2.URL = u
+	r2.Body = http.NoBody
+	if len(body) > 0 {
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r2.ContentLength = int64(len(body))
+	return r2
+}
+
+// serveSend serves xhr_send and jsonp_send: the body is read here (see
+// readBody), and sockjs-go gets the bytes read.
+func (h *handler) serveSend(w http.ResponseWriter, r *http.Request, id string) {
+	body, err := h.readBody(w, r, h.opts.MaxFrameBytes)
+	if err != nil {
+		if errors.Is(err, errBodyTooBig) {
+			if c := h.session(id); c != nil {
+				c.closeTooBig()
+			}
+		}
+		bodyFailed(w, err, h.opts.MaxFrameBytes)
+		return
+	}
+	h.sjs.ServeHTTP(w, withBody(r, r.URL, body))
 }
 
 // raceRetries bounds the attempts at a receiving request that sockjs-go
