@@ -1,6 +1,7 @@
 package sockjs
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net/http"
@@ -76,4 +77,21 @@ func bodyFailed(w http.ResponseWriter, err error, limit int64) {
 	default:
 		http.Error(w, "sockjs: failed to read the request body", http.StatusBadRequest)
 	}
+}
+
+// sendPayload returns the SockJS frame a send request carries, found as
+// sockjs-go finds it: an xhr_send's body; a jsonp_send's form field d, or
+// its body when there is no such field.
+func sendPayload(kind string, r *http.Request, body []byte) []byte {
+	if kind != "jsonp_send" {
+		return body
+	}
+	form := &http.Request{Method: r.Method, URL: r.URL, Header: r.Header, Body: io.NopCloser(bytes.NewReader(body))}
+	if err := form.ParseForm(); err != nil {
+		return body // sockjs-go refuses the request
+	}
+	if d := form.PostFormValue("d"); d != "" {
+		return []byte(d)
+	}
+	return body
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/igm/sockjs-go/v3/sockjs"
 
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 )
 
@@ -88,13 +89,27 @@ func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) 
 	return transport.Text, []byte(msg), nil
 }
 
-// errTooBig is why the transformer closes a session whose client sent too
-// much.
-var errTooBig = transport.ErrMessageTooBig
+// Why the transformer refuses what a client sent.
+var (
+	errTooBig      = transport.ErrMessageTooBig
+	errInvalidText = fmt.Errorf("%w: %w", ErrProtocol, parser.ErrInvalidUTF8)
+	errBinaryFrame = fmt.Errorf("%w: a binary frame (SockJS carries text only)", ErrProtocol)
+)
 
 // closeTooBig closes the session because the client sent too much.
 func (c *conn) closeTooBig() {
 	c.refuse(errTooBig, transport.StatusMessageTooBig, "Message too big")
+}
+
+// closeInvalid closes the session because the client sent text that is not
+// UTF-8 (see textChecker).
+func (c *conn) closeInvalid() {
+	c.refuse(errInvalidText, transport.StatusInvalidPayload, "invalid UTF-8")
+}
+
+// closeBinary closes the session because the client sent a binary frame.
+func (c *conn) closeBinary() {
+	c.refuse(errBinaryFrame, transport.StatusUnsupportedData, "unsupported data: SockJS carries text only")
 }
 
 // refuse closes the session because of what the client sent: Read then
@@ -285,7 +300,7 @@ func (c *conn) drop(code int, reason string, wait bool) {
 		_ = c.sess.Close(uint32(code), reason)
 		c.handedOver()
 		if c.ws != nil {
-			_ = c.ws.raw.Close()
+			_ = c.ws.conn.Close()
 		}
 	}
 	if wait {
@@ -337,7 +352,7 @@ func (c *conn) cut() {
 	}
 	c.mu.Unlock()
 	if c.ws != nil {
-		_ = c.ws.raw.Close()
+		_ = c.ws.conn.Close()
 	}
 }
 

@@ -3,6 +3,7 @@ package sockjs_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 	"github.com/go-primus/primus/transport/sockjs"
 )
@@ -266,4 +268,39 @@ func stuckClient(t *testing.T, s *connServer, kind string) *bufio.Reader {
 		}
 	}
 	return body
+}
+
+// What the transformer refuses, the connection's Read reports: a frame
+// that is not valid text with an error wrapping parser.ErrInvalidUTF8.
+func TestReadReportsRefusedText(t *testing.T) {
+	t.Parallel()
+	s := startConns(t, nil)
+	hs := s.asServer()
+	defer hs.client.CloseIdleConnections()
+
+	w := hs.dialWS(t, "")
+	tc := s.conn(t)
+	w.sendRaw(t, "[\"\xff\"]")
+	if f := w.read(t); f != `c[1007,"invalid UTF-8"]` {
+		t.Errorf("websocket: frame %q", f)
+	}
+	if err := tc.end(t); !errors.Is(err, parser.ErrInvalidUTF8) {
+		t.Errorf("websocket: Read failed with %v, want parser.ErrInvalidUTF8", err)
+	}
+
+	c := hs.newSession("")
+	c.open(t)
+	tc = s.conn(t)
+	resp, _ := hs.do(t, http.MethodPost, c.url("xhr_send"), `["\udc00"]`, nil)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("xhr_send: %d, want 400", resp.StatusCode)
+	}
+	if err := tc.end(t); !errors.Is(err, parser.ErrInvalidUTF8) {
+		t.Errorf("xhr_send: Read failed with %v, want parser.ErrInvalidUTF8", err)
+	}
+	select {
+	case m := <-tc.msgs:
+		t.Errorf("the refused message reached Read: %q", m)
+	default:
+	}
 }

@@ -31,7 +31,8 @@ import (
 //
 // Before sockjs-go sees a request, the handler refuses browser origins that
 // opts does not allow (403), reads its body under opts.BodyTimeout (see
-// readBody), bounds what a client may send (MaxFrameBytes), and wraps the response so that it can tell when the messages a session
+// readBody), bounds what a client may send (MaxFrameBytes) and refuses what
+// is not valid text (see textChecker), and wraps the response so that it can tell when the messages a session
 // buffered have been written (see SendBufferBytes).
 func (t *Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
 	if accept == nil {
@@ -97,7 +98,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rest := strings.TrimPrefix(r.URL.Path, h.topts.Pathname)
 	if rest == "/websocket" {
-		h.serveWebSocket(w, r, h.topts.MaxMessageSize)
+		h.serveWebSocket(w, r, h.topts.MaxMessageSize, true)
 		return
 	}
 	id, kind, ok := sessionPath(rest)
@@ -113,10 +114,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch kind {
 	case "websocket":
-		h.serveWebSocket(w, r, h.opts.MaxFrameBytes)
+		h.serveWebSocket(w, r, h.opts.MaxFrameBytes, false)
 		return
 	case "xhr_send", "jsonp_send":
-		h.serveSend(w, r, id)
+		h.serveSend(w, r, id, kind)
 		return
 	}
 	if _, err := h.readBody(w, r, otherBodyBytes); err != nil {
@@ -143,9 +144,9 @@ func withBody(r *http.Request, u *url.URL, body []byte) *http.Request {
 	return r2
 }
 
-// serveSend serves xhr_send and jsonp_send: the body is read here (see
-// readBody), and sockjs-go gets the bytes read.
-func (h *handler) serveSend(w http.ResponseWriter, r *http.Request, id string) {
+// serveSend serves xhr_send and jsonp_send: the body is read and checked
+// here (see readBody and textChecker), and sockjs-go gets the bytes read.
+func (h *handler) serveSend(w http.ResponseWriter, r *http.Request, id, kind string) {
 	body, err := h.readBody(w, r, h.opts.MaxFrameBytes)
 	if err != nil {
 		if errors.Is(err, errBodyTooBig) {
@@ -154,6 +155,15 @@ func (h *handler) serveSend(w http.ResponseWriter, r *http.Request, id string) {
 			}
 		}
 		bodyFailed(w, err, h.opts.MaxFrameBytes)
+		return
+	}
+	if !validText(sendPayload(kind, r, body), true) {
+		// The session, if it is running, ends with c[1007,...]; the frame
+		// reaches no one.
+		if c := h.session(id); c != nil {
+			c.closeInvalid()
+		}
+		http.Error(w, "sockjs: the payload is not valid UTF-8 text", http.StatusBadRequest)
 		return
 	}
 	h.sjs.ServeHTTP(w, withBody(r, r.URL, body))
@@ -214,12 +224,12 @@ func (h *handler) receivers(id string) int {
 }
 
 // serveWebSocket hands a WebSocket upgrade to sockjs-go, keeping the
-// hijacked connection (for CloseNow) and bounding each incoming frame to
-// limit bytes.
-func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request, limit int64) {
-	ws := &wsConn{limit: limit, ready: make(chan struct{})}
+// hijacked connection (for CloseNow) and inspecting each incoming frame
+// (see wsConn); raw is the endpoint without SockJS framing.
+func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request, limit int64, raw bool) {
+	ws := &wsConn{limit: limit, raw: raw, ready: make(chan struct{})}
 	r = r.WithContext(context.WithValue(r.Context(), wsKey{}, ws))
-	h.sjs.ServeHTTP(&hijacker{ResponseWriter: w, ws: ws}, r)
+	h.sjs.ServeHTTP(&hijacker{w: w, ws: ws, hijacked: make(chan struct{})}, r)
 }
 
 // sessionPath splits "/<server>/<session>/<kind>" as sockjs-go does (no
@@ -244,7 +254,7 @@ func (h *handler) serve(s sockjs.Session) {
 	defer c.release()
 	if ws, ok := r.Context().Value(wsKey{}).(*wsConn); ok {
 		c.ws = ws
-		ws.conn.Store(c)
+		ws.sess.Store(c)
 		close(ws.ready)
 	} else {
 		h.mu.Lock()
