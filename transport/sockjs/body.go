@@ -17,13 +17,17 @@ import (
 // connection with http.ResponseController): the sends (xhr_send,
 // jsonp_send) up to MaxFrameBytes, anything else (a poll's body, which
 // SockJS leaves empty) up to otherBodyBytes. sockjs-go then gets the bytes
-// read. A client that trickles a body has its request failed with 408 when
-// the deadline passes, and its connection closed: the deadline is left in
-// the past, so that net/http's attempt to read the rest of the body fails at
-// once instead of waiting on the client. Once a body is read, the deadline
-// is cleared, so that it cannot touch a receiving request, which stays
-// open for many seconds (net/http's background read on the connection would
-// cancel the request when the deadline passed).
+// read.
+//
+// A client that trickles a body has its request failed with 408 when the
+// deadline passes, and its connection closed: the passed deadline makes
+// net/http's attempt to read the rest of the body fail at once instead of
+// waiting on the client. A body over its limit gets 413, and the deadline
+// bounds net/http's reading of the rest too. Once a body is read, the
+// deadline is cleared (net/http clears it as well when it starts reading
+// ahead on the connection), so that it never reaches a receiving request,
+// which stays open for many seconds: net/http's background read would fail
+// at the deadline and cancel the request.
 
 // otherBodyBytes bounds the body of a request other than a send.
 const otherBodyBytes = 64 << 10
@@ -40,25 +44,25 @@ func (h *handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) 
 		return nil, nil
 	}
 	rc := http.NewResponseController(w)
-	if r.ContentLength > limit {
-		_ = rc.SetReadDeadline(time.Now()) // do not read the rest either
-		return nil, errBodyTooBig
-	}
 	if err := rc.SetReadDeadline(time.Now().Add(h.topts.BodyTimeout)); err != nil {
 		h.noDeadline.Do(func() {
 			h.topts.Logger.Warn("sockjs: request bodies are read without a deadline: the ResponseWriter does not support SetReadDeadline (a middleware's wrapper without an Unwrap method?)", "error", err)
 		})
 	}
+	// When the body is refused as too big, the deadline stays: net/http
+	// reads what is left of a body (up to 256 KiB) before it answers and
+	// closes the connection, and the deadline bounds that too.
+	if r.ContentLength > limit {
+		return nil, errBodyTooBig
+	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, errBodyTime // the deadline has passed: net/http will not wait either
 	case err != nil:
 		_ = rc.SetReadDeadline(time.Now())
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, errBodyTime
-		}
 		return nil, err
 	case int64(len(body)) > limit:
-		_ = rc.SetReadDeadline(time.Now())
 		return nil, errBodyTooBig
 	}
 	_ = rc.SetReadDeadline(time.Time{})
