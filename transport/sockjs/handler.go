@@ -34,7 +34,8 @@ import (
 // opts does not allow (403); reads its body under opts.BodyTimeout (see
 // readBody); bounds what a client may send (MaxFrameBytes) and refuses what
 // is not valid text (see textChecker); names the session after the client's
-// address (see sessionKey); and wraps the response so that it can tell when
+// address (see sessionKey); keeps a bounded copy of the request for the
+// session (see keptHeader); and wraps the response so that it can tell when
 // the messages a session buffered have been written (see SendBufferBytes).
 func (t *Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
 	if accept == nil {
@@ -255,9 +256,26 @@ func (h *handler) receivers(key string) int {
 // serveWebSocket hands a WebSocket upgrade to sockjs-go, keeping the
 // hijacked connection (for CloseNow) and inspecting each incoming frame
 // (see wsConn); raw is the endpoint without SockJS framing.
+//
+// sockjs-go serves a WebSocket session in the goroutine that upgraded it,
+// for as long as the session lasts. Were that net/http's goroutine, the
+// client's whole request would stay reachable (from its stack, and from the
+// server's connection state) for the session's life. So sockjs-go runs in a
+// goroutine of its own, with the request sessionRequest made, and the
+// handler returns as soon as the connection is hijacked.
 func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request, limit int64, raw bool) {
 	ws := &wsConn{limit: limit, raw: raw, ready: make(chan struct{})}
-	h.sjs.ServeHTTP(&hijacker{w: w, ws: ws, hijacked: make(chan struct{})}, h.sessionRequest(r, r.URL, ws))
+	hj := &hijacker{w: w, ws: ws, hijacked: make(chan struct{})}
+	sr := h.sessionRequest(r, r.URL, ws)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.sjs.ServeHTTP(hj, sr)
+	}()
+	select {
+	case <-hj.hijacked:
+	case <-done: // refused before the upgrade
+	}
 }
 
 // sessionPath splits "/<server>/<session>/<kind>" as sockjs-go does (no
