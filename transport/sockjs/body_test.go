@@ -68,7 +68,9 @@ func TestTrickledBodiesCut(t *testing.T) {
 
 	wg.Wait()
 	close(results)
+	var slowest time.Duration
 	for r := range results {
+		slowest = max(slowest, r.took)
 		switch {
 		case r.err != nil:
 			t.Errorf("%s: %v", r.path, r.err)
@@ -78,6 +80,7 @@ func TestTrickledBodiesCut(t *testing.T) {
 			t.Errorf("%s: cut after %v, want about %v", r.path, r.took, bodyTimeout)
 		}
 	}
+	t.Logf("%d trickling requests cut, the last %v after its headers (BodyTimeout %v)", len(paths)*perPath, slowest, bodyTimeout)
 	// No session opened, and the victim's spark received nothing but its
 	// own client's messages.
 	select {
