@@ -38,7 +38,7 @@ var (
 	// ErrUnsupportedData reports a binary frame sent to a server whose parser
 	// is a text one, or a text frame to a binary parser: the connection is
 	// closed with status 1003.
-	ErrUnsupportedData = errors.New("primus: unsupported data: frame type does not match the parser")
+	ErrUnsupportedData = transport.ErrUnsupportedData
 	// ErrPanic is matched by every *PanicError.
 	ErrPanic = errors.New("primus: handler panicked")
 )

@@ -412,8 +412,13 @@ func (sp *Spark) finish(readErr error) {
 		sp.state = stateClosed
 		sp.dead.Store(true)
 		sp.queue, sp.spare, sp.queued = nil, nil, 0
-		if errors.Is(readErr, transport.ErrMessageTooBig) {
+		switch {
+		case errors.Is(readErr, transport.ErrMessageTooBig):
 			reason = ErrMessageTooBig
+		case errors.Is(readErr, ErrInvalidUTF8):
+			reason = ErrInvalidUTF8 // a transformer refused the text itself (SockJS)
+		case errors.Is(readErr, ErrUnsupportedData):
+			reason = ErrUnsupportedData
 		}
 	}
 	sp.mu.Unlock()

@@ -74,6 +74,12 @@ const (
 // ErrMessageTooBig is wrapped by Conn.Read when a message exceeded the limit.
 var ErrMessageTooBig = errors.New("transport: message too big")
 
+// ErrUnsupportedData is wrapped by Conn.Read when a transformer refused a
+// frame of a type it does not carry (a binary frame on a text-only
+// transport), and by the core for a frame whose type does not match the
+// parser; the connection is closed with StatusUnsupportedData.
+var ErrUnsupportedData = errors.New("transport: unsupported data: frame type does not match the parser")
+
 // Capabilities say what a transformer's connections can carry.
 type Capabilities struct {
 	// Binary is true when the connections carry binary frames. A server

@@ -93,7 +93,7 @@ func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) 
 var (
 	errTooBig      = transport.ErrMessageTooBig
 	errInvalidText = fmt.Errorf("%w: %w", ErrProtocol, parser.ErrInvalidUTF8)
-	errBinaryFrame = fmt.Errorf("%w: a binary frame (SockJS carries text only)", ErrProtocol)
+	errBinaryFrame = fmt.Errorf("%w: %w: a binary frame (SockJS carries text only)", ErrProtocol, transport.ErrUnsupportedData)
 )
 
 // closeTooBig closes the session because the client sent too much.
