@@ -106,6 +106,14 @@ type ClientOptions struct {
 	// a *transport.HandshakeError for a refusal, a *PanicError…).
 	OnEnd func(error)
 
+	// OnResume runs after each reconnection when the server offers
+	// recovery (Options.Recovery), before OnOpen: Recovered says whether the
+	// client got its spark back with nothing lost in either direction;
+	// when it did not (Reason: ErrRecoveryExpired, ErrRecoveryOverflow,
+	// ErrRecoveryUnknown), the connection is a new spark and the
+	// application should refetch the state it keeps from the server.
+	OnResume func(ResumeEvent)
+
 	// OnPanic runs when one of the client's handlers or a plugin's hook or
 	// callback panics. The panic is recovered and logged at error level with
 	// its stack, passed here, and the client ends with the *PanicError (its
@@ -129,6 +137,7 @@ var (
 // All methods are safe for concurrent use.
 type Client struct {
 	url         string
+	baseURL     *url.URL
 	dialer      transport.Dialer
 	parser      parser.Parser
 	frameType   transport.MessageType
@@ -150,8 +159,8 @@ type Client struct {
 	open      bool
 	ended     bool
 	endErr    error
-	queue     [][]byte
-	queued    int64 // what queue holds, in bytes of capacity
+	queue     []outMsg // writes waiting for a connection
+	queued    int64    // what queue holds, in bytes of capacity
 	idWaiters []chan string
 	closed    chan struct{} // closed when the client ends
 	closedCtx context.Context
@@ -167,6 +176,14 @@ type Client struct {
 	// failing is a connection closed for a protocol error; the frames it
 	// still delivers are dropped. Only the reading goroutine uses it.
 	failing transport.Conn
+
+	rs clientRecovery // client_recovery.go
+}
+
+// outMsg is a write waiting for a connection.
+type outMsg struct {
+	b   []byte
+	ctl bool // a control message: not counted by recovery
 }
 
 // Dial connects to a server. rawURL is the server's address with its
@@ -194,6 +211,7 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 	}
 	c := &Client{
 		url:         u.String(),
+		baseURL:     u,
 		dialer:      o.Dialer,
 		parser:      o.Parser,
 		pingTimeout: o.PingTimeout,
@@ -264,20 +282,23 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 		}
 	}
 
+	sp, err := fetchSpec(ctx, o.HTTPClient, u)
+	if err != nil {
+		c.log.Warn("primus: could not read the server's spec; using a 45s ping timeout and no recovery", "error", err)
+	}
+	c.rs.offered = err == nil && sp.recovery > 0
 	if c.pingTimeout == 0 {
 		c.pingTimeout = 45 * time.Second
-		if iv, err := fetchPingInterval(ctx, o.HTTPClient, u); err == nil {
-			if iv <= 0 {
+		if err == nil {
+			if iv := sp.pingInterval; iv <= 0 {
 				c.pingTimeout = -1
 			} else {
 				c.pingTimeout = iv + (iv+1)/2
 			}
-		} else {
-			c.log.Warn("primus: could not read the server's spec; using a 45s ping timeout", "error", err)
 		}
 	}
 
-	conn, err := c.dialer.Dial(ctx, c.url, c.dialOpts)
+	conn, err := c.dialer.Dial(ctx, c.dialURL(), c.dialOpts)
 	if err != nil {
 		c.cancelAll()
 		return nil, fmt.Errorf("primus: failed to connect: %w", err)
@@ -294,8 +315,14 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 	return c, nil
 }
 
-// fetchPingInterval reads pingInterval from <pathname>/spec.
-func fetchPingInterval(ctx context.Context, hc *http.Client, u *url.URL) (time.Duration, error) {
+// spec is what the client reads of <pathname>/spec.
+type spec struct {
+	pingInterval time.Duration // negative: heartbeats off
+	recovery     time.Duration // the recovery window; 0: off
+}
+
+// fetchSpec reads <pathname>/spec.
+func fetchSpec(ctx context.Context, hc *http.Client, u *url.URL) (spec, error) {
 	if hc == nil {
 		hc = http.DefaultClient
 	}
@@ -312,30 +339,34 @@ func fetchPingInterval(ctx context.Context, hc *http.Client, u *url.URL) (time.D
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, su.String(), nil)
 	if err != nil {
-		return 0, err
+		return spec{}, err
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return 0, err
+		return spec{}, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("primus: spec answered HTTP %d", resp.StatusCode)
+		return spec{}, fmt.Errorf("primus: spec answered HTTP %d", resp.StatusCode)
 	}
-	var spec struct {
+	var raw struct {
 		PingInterval json.RawMessage `json:"pingInterval"`
+		Recovery     float64         `json:"recovery"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&spec); err != nil {
-		return 0, err
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&raw); err != nil {
+		return spec{}, err
 	}
-	if string(spec.PingInterval) == "false" {
-		return -1, nil
+	sp := spec{recovery: time.Duration(raw.Recovery * float64(time.Millisecond))}
+	if string(raw.PingInterval) == "false" {
+		sp.pingInterval = -1
+		return sp, nil
 	}
-	ms, err := strconv.ParseFloat(string(spec.PingInterval), 64)
+	ms, err := strconv.ParseFloat(string(raw.PingInterval), 64)
 	if err != nil {
-		return 0, fmt.Errorf("primus: bad pingInterval in spec: %w", err)
+		return spec{}, fmt.Errorf("primus: bad pingInterval in spec: %w", err)
 	}
-	return time.Duration(ms * float64(time.Millisecond)), nil
+	sp.pingInterval = time.Duration(ms * float64(time.Millisecond))
+	return sp, nil
 }
 
 // serve runs connections until the client ends: it opens conn, reads it
@@ -351,22 +382,25 @@ func (c *Client) serve(conn transport.Conn) {
 	}
 	// The client ended while offline (Close, a refusal, or reconnect
 	// attempts exhausted): the plugins last heard that it would reconnect.
-	for _, h := range c.hooks {
-		if h.Close != nil {
-			c.call(func() { h.Close(c, c.Err(), false) })
-		}
-	}
+	c.rs.lost = false
+	c.closeHooks(c.Err(), false)
 }
 
 // runConn flushes the queue on conn, reads it until it ends, and returns
-// nil when the client has ended for good, or the cause of the loss.
+// nil when the client has ended for good, or the cause of the loss. With
+// recovery, the connection is activated when the server's first message
+// says whether it resumed the spark (client_recovery.go).
 func (c *Client) runConn(conn transport.Conn) error {
-	if !c.activate(conn) {
-		_ = conn.Close(transport.StatusNormalClosure, "")
-		return nil
-	}
-	if c.opts.OnOpen != nil {
-		c.call(c.opts.OnOpen)
+	if c.rs.offered {
+		c.rs.await(conn)
+	} else {
+		if !c.activate(conn, true) {
+			_ = conn.Close(transport.StatusNormalClosure, "")
+			return nil
+		}
+		if c.opts.OnOpen != nil {
+			c.call(c.opts.OnOpen)
+		}
 	}
 	var readErr error
 	for {
@@ -378,6 +412,8 @@ func (c *Client) runConn(conn transport.Conn) error {
 		c.handle(conn, typ, data)
 	}
 	c.failing = nil
+	awaited := c.rs.awaiting == conn
+	c.rs.greeted()
 	c.mu.Lock()
 	c.open = false
 	c.conn = nil
@@ -389,10 +425,14 @@ func (c *Client) runConn(conn transport.Conn) error {
 	c.mu.Unlock()
 	_ = conn.CloseNow()
 	reconnecting := !ended && !serverClose && c.backoff.Retries > 0
-	for _, h := range c.hooks {
-		if h.Close != nil {
-			c.call(func() { h.Close(c, readErr, reconnecting) })
+	if c.rs.offered && reconnecting {
+		// The plugins hear of the loss only if the spark does not come
+		// back: on a resume nothing was lost.
+		if !awaited {
+			c.rs.lost, c.rs.lostErr = true, readErr
 		}
+	} else {
+		c.closeHooks(readErr, reconnecting)
 	}
 	switch {
 	case ended:
@@ -408,10 +448,27 @@ func (c *Client) runConn(conn transport.Conn) error {
 	return readErr
 }
 
+// closeHooks runs the plugins' Close hooks, and any that a resume held back.
+func (c *Client) closeHooks(reason error, reconnecting bool) {
+	if c.rs.lost {
+		c.rs.lost = false
+		if reconnecting {
+			reason = c.rs.lostErr // the loss they had not heard of
+		}
+	}
+	for _, h := range c.hooks {
+		if h.Close != nil {
+			c.call(func() { h.Close(c, reason, reconnecting) })
+		}
+	}
+}
+
 // activate makes conn the current connection, runs the plugins' Open hooks
-// and flushes the offline queue onto it before any new write, so that order
-// is kept.
-func (c *Client) activate(conn transport.Conn) bool {
+// (when open: a new spark; a resumed one keeps its state and gets the
+// Resume hooks) and flushes what waits onto it before any new write, so
+// that order is kept: with recovery, the messages the resumed spark has not
+// received first, then the offline queue.
+func (c *Client) activate(conn transport.Conn, open bool) bool {
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
@@ -425,24 +482,45 @@ func (c *Client) activate(conn transport.Conn) bool {
 	// meanwhile through Write join the queue.
 	ow := &openWriter{c: c, conn: conn}
 	for _, h := range c.hooks {
-		if h.Open != nil {
+		if open && h.Open != nil {
 			c.call(func() { h.Open(ow) })
+		}
+		if !open && h.Resume != nil {
+			c.call(func() { h.Resume(ow) })
 		}
 	}
 	ow.done.Store(true)
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
+	resend := c.rs.unacked // with recovery: written before, not received
 	queue := c.queue
 	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
-	for i, b := range queue {
+	for _, b := range resend {
 		if err := c.writeConn(conn, b); err != nil {
 			c.mu.Lock()
 			if !c.ended {
-				c.queue = append(queue[i:len(queue):len(queue)], c.queue...)
-				for _, q := range queue[i:] {
-					c.queued += int64(cap(q))
+				c.requeueLocked(queue)
+			}
+			c.mu.Unlock()
+			_ = conn.CloseNow() // the read loop sees it and reconnects
+			return true
+		}
+	}
+	for i, m := range queue {
+		if !m.ctl && c.rs.offered {
+			c.mu.Lock()
+			c.rs.sentLocked(m.b)
+			c.mu.Unlock()
+		}
+		if err := c.writeConn(conn, m.b); err != nil {
+			c.mu.Lock()
+			if !c.ended {
+				if m.ctl || !c.rs.offered {
+					c.requeueLocked(queue[i:len(queue):len(queue)])
+				} else {
+					c.requeueLocked(queue[i+1 : len(queue) : len(queue)]) // m is unacked: resent on a resume
 				}
 			}
 			c.mu.Unlock()
@@ -455,6 +533,14 @@ func (c *Client) activate(conn transport.Conn) bool {
 	c.resetPingTimerLocked(conn)
 	c.mu.Unlock()
 	return true
+}
+
+// requeueLocked puts writes back at the front of the offline queue.
+func (c *Client) requeueLocked(ms []outMsg) {
+	c.queue = append(ms, c.queue...)
+	for _, m := range ms {
+		c.queued += int64(cap(m.b))
+	}
 }
 
 func (c *Client) writeConn(conn transport.Conn, b []byte) error {
@@ -501,7 +587,7 @@ func (c *Client) reconnect(cause error) transport.Conn {
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.closedCtx, c.connectTO)
-		conn, err := c.dialer.Dial(ctx, c.url, c.dialOpts)
+		conn, err := c.dialer.Dial(ctx, c.dialURL(), c.dialOpts)
 		cancel()
 		if err == nil {
 			return conn
@@ -530,6 +616,14 @@ func (c *Client) handle(conn transport.Conn, typ transport.MessageType, data []b
 	}
 	defer c.recoverPanic()
 	m, err := incoming(c.parser, typ, data, func(s string) bool { return c.control(conn, s) })
+	if c.rs.awaiting == conn {
+		// The first message was not the recovery greeting: this server
+		// does not resume after all.
+		c.rs.give(c, conn)
+	}
+	if c.rs.offered && (m != nil || (err != nil && errors.Is(err, parser.ErrDecode))) {
+		c.rs.received(c, conn)
+	}
 	if err != nil {
 		code := 0
 		switch {
@@ -586,8 +680,13 @@ func (c *Client) control(conn transport.Conn, s string) bool {
 			c.wmu.Unlock()
 			if err != nil {
 				_ = conn.CloseNow()
-			} else if c.opts.OnHeartbeat != nil {
-				c.call(c.opts.OnHeartbeat)
+			} else {
+				if c.rs.offered {
+					c.rs.confirm(c, conn)
+				}
+				if c.opts.OnHeartbeat != nil {
+					c.call(c.opts.OnHeartbeat)
+				}
 			}
 		}
 		return true
@@ -605,6 +704,19 @@ func (c *Client) control(conn transport.Conn, s string) bool {
 		c.mu.Lock()
 		c.serverClose = true
 		c.mu.Unlock()
+		return true
+	case c.rs.offered && strings.HasPrefix(s, sessionPrefix):
+		c.rs.session(c, conn, s)
+		return true
+	case c.rs.offered && strings.HasPrefix(s, resumedPrefix):
+		c.rs.resumed(c, conn, s)
+		return true
+	case c.rs.offered && strings.HasPrefix(s, ackPrefix):
+		if n, ok := parseAck(s); ok {
+			c.mu.Lock()
+			c.rs.ackLocked(n)
+			c.mu.Unlock()
+		}
 		return true
 	case strings.HasPrefix(s, "primus::server::"):
 		return true
@@ -668,6 +780,11 @@ func (w *openWriter) Write(v any) error {
 	}
 	w.c.wmu.Lock()
 	defer w.c.wmu.Unlock()
+	if w.c.rs.offered {
+		w.c.mu.Lock()
+		w.c.rs.sentLocked(b)
+		w.c.mu.Unlock()
+	}
 	if err := w.c.writeConn(w.conn, b); err != nil {
 		_ = w.conn.CloseNow() // the read loop sees it and reconnects
 		return fmt.Errorf("primus: failed to write: %w", err)
@@ -675,7 +792,12 @@ func (w *openWriter) Write(v any) error {
 	return nil
 }
 
-func (c *Client) writeEncoded(b []byte) error {
+func (c *Client) writeEncoded(b []byte) error { return c.writeMsg(outMsg{b: b}) }
+
+// writeMsg writes m on the current connection, or queues it while offline.
+// With recovery, a data message written is kept until the server confirms
+// it, so that it is written again to a resumed spark that did not get it.
+func (c *Client) writeMsg(m outMsg) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -683,25 +805,30 @@ func (c *Client) writeEncoded(b []byte) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
+	n := int64(cap(m.b))
+	held, heldBytes := len(c.queue)+len(c.rs.unacked), c.queued+c.rs.unackedBytes
+	if !m.ctl && held > 0 && (held >= c.queueSize || heldBytes+n > c.queueBytes) {
+		c.mu.Unlock()
+		return ErrQueueFull
+	}
 	if !c.open {
-		n := int64(cap(b))
-		if len(c.queue) >= c.queueSize || (len(c.queue) > 0 && c.queued+n > c.queueBytes) {
-			c.mu.Unlock()
-			return ErrQueueFull
-		}
-		c.queue = append(c.queue, b)
+		c.queue = append(c.queue, m)
 		c.queued += n
 		c.mu.Unlock()
 		return nil
 	}
 	conn := c.conn
+	data := !m.ctl && c.rs.offered
+	if data {
+		c.rs.sentLocked(m.b)
+	}
 	c.mu.Unlock()
-	if err := c.writeConn(conn, b); err != nil {
+	if err := c.writeConn(conn, m.b); err != nil {
 		c.mu.Lock()
 		c.open = false
-		if !c.ended {
-			c.queue = append([][]byte{b}, c.queue...)
-			c.queued += int64(cap(b))
+		if !c.ended && !data {
+			c.queue = append([]outMsg{m}, c.queue...)
+			c.queued += n
 		}
 		c.mu.Unlock()
 		_ = conn.CloseNow()
@@ -717,7 +844,7 @@ func (c *Client) ID(ctx context.Context) (string, error) {
 	c.mu.Unlock()
 	b, err := c.parser.Encode(idPrefix)
 	if err == nil {
-		err = c.writeEncoded(b)
+		err = c.writeMsg(outMsg{b: b, ctl: true})
 	}
 	if err != nil {
 		return "", err
@@ -789,6 +916,7 @@ func (c *Client) endWith(reason error, code int, text string) {
 		c.open = false
 		c.endErr = reason
 		c.queue, c.queued = nil, 0
+		c.rs.unacked, c.rs.unackedBytes = nil, 0
 		conn := c.conn
 		if c.pingTimer != nil {
 			c.pingTimer.Stop()

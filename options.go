@@ -88,6 +88,13 @@ type Options struct {
 	// 26 characters from crypto/rand (130 bits).
 	IDGenerator func() string
 
+	// Recovery makes connections resumable for the clients that can (the
+	// Go client and the served browser client; the stock Primus client
+	// never asks): a spark whose connection is lost waits for its client
+	// to come back, and then gets every message it missed, exactly once and
+	// in order. See Recovery. Zero value (nil) means off.
+	Recovery *Recovery
+
 	// Plugins are set up in order when the server is built.
 	Plugins []plugin.Plugin
 

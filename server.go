@@ -56,6 +56,7 @@ type Server struct {
 	log          *slog.Logger
 	onPanic      func(*Spark, *PanicError)
 	crashOnPanic bool
+	recovery     *Recovery // nil: off
 	spec         []byte
 
 	hooks       []plugin.ServerHooks
@@ -73,6 +74,7 @@ type Server struct {
 
 	mu        sync.RWMutex
 	sparks    map[string]*Spark
+	creds     map[string]*credEntry // resume credentials (recovery.go)
 	closing   bool
 	running   sync.WaitGroup
 	hbStop    chan struct{} // non-nil while the housekeeping loop runs
@@ -102,6 +104,20 @@ func New(opts *Options) (*Server, error) {
 		onPanic:      o.OnPanic,
 		crashOnPanic: o.CrashOnPanic,
 		sparks:       make(map[string]*Spark),
+		creds:        make(map[string]*credEntry),
+	}
+	if o.Recovery != nil {
+		r := *o.Recovery
+		if r.Window <= 0 {
+			r.Window = defaultRecoveryWindow
+		}
+		if r.MaxBytes <= 0 {
+			r.MaxBytes = defaultRecoveryMaxBytes
+		}
+		if r.MaxMessages <= 0 {
+			r.MaxMessages = defaultRecoveryMaxMessages
+		}
+		s.recovery = &r
 	}
 	if s.pathname == "" {
 		s.pathname = defaultPathname
@@ -199,13 +215,18 @@ func New(opts *Options) (*Server, error) {
 	}
 	host.done = true
 
+	var recovery int64 // the window in ms; 0: off
+	if s.recovery != nil {
+		recovery = s.recovery.Window.Milliseconds()
+	}
 	s.spec, _ = json.Marshal(struct {
 		PingInterval any    `json:"pingInterval"`
 		Pathname     string `json:"pathname"`
 		Version      string `json:"version"`
 		Parser       string `json:"parser"`
 		Transformer  string `json:"transformer"`
-	}{s.pingIntervalJSON(), s.pathname, Version, s.parser.Name(), s.transformer.Name()})
+		Recovery     int64  `json:"recovery,omitempty"`
+	}{s.pingIntervalJSON(), s.pathname, Version, s.parser.Name(), s.transformer.Name(), recovery})
 
 	s.rebuildChain()
 	return s, nil
@@ -306,9 +327,37 @@ type transformerContext struct {
 
 func (c transformerContext) Value(key any) any { return c.values.Value(key) }
 
-// accept runs one connection; it is the transformer's AcceptFunc.
+// accept runs one connection; it is the transformer's AcceptFunc. A
+// connection that resumes a dropped spark (recovery) becomes that spark's
+// new link; any other one is a new spark.
 func (s *Server) accept(r *http.Request, c transport.Conn) {
-	sp := newSpark(s, r, c)
+	q := r.URL.Query()
+	recoverable := s.recovery != nil && q.Has(paramRecover)
+	var failure string // why the resume the client asked for failed
+	if cred := q.Get(paramResume); recoverable && cred != "" {
+		n, _ := strconv.ParseUint(q.Get(paramReceived), 10, 64)
+		sp, why := s.claim(cred)
+		if sp != nil {
+			l := newLink(sp, c)
+			if why = sp.resume(l, n); why == "" {
+				l.run(sp.resumed)
+				return
+			}
+		}
+		if why == dropEnded {
+			// The application ended the spark while the client was away:
+			// it ends too, as if it had been there.
+			if b, err := s.parser.Encode(serverClose); err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
+				_ = c.Write(ctx, s.frameType, b)
+				cancel()
+			}
+			_ = c.Close(transport.StatusNormalClosure, "")
+			return
+		}
+		failure = why
+	}
+	sp := newSpark(s, r, q, c)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -328,7 +377,10 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 		go s.housekeeping(s.hbStop, s.hbStopped)
 	}
 	s.mu.Unlock()
-	sp.run()
+	if recoverable {
+		sp.offerRecovery(failure) // the first message the client receives
+	}
+	sp.link.Load().run(sp.connected)
 }
 
 func (s *Server) remove(sp *Spark) {
@@ -383,7 +435,7 @@ func (s *Server) Write(v any) error {
 		return ErrServerClosed
 	}
 	for _, sp := range s.sparks {
-		_ = sp.enqueue(data, false)
+		_ = sp.enqueue(data, false, false)
 	}
 	return nil
 }
@@ -445,13 +497,37 @@ const shutdownBatch = 256
 // net/http's Server.Shutdown does not wait for WebSocket connections; hook
 // this in with RegisterOnShutdown (see the package example).
 func (s *Server) Shutdown(ctx context.Context) error {
+	return s.shutdown(ctx, (*Spark).End)
+}
+
+// ShutdownReconnect stops accepting connections and closes every spark's
+// connection without "primus::server::close", so that clients reconnect —
+// to this server once it has restarted, or to another node — instead of
+// ending: Primus's destroy({ reconnect: true }), for restarts and rolling
+// deploys. Messages still queued are written first, within ctx. Sparks end
+// with ErrServerClosed; a client that tries to resume one (recovery) gets a
+// new spark unless another node has the session (cluster). When ctx ends
+// first, it closes whatever is left at once and returns ctx's error.
+func (s *Server) ShutdownReconnect(ctx context.Context) error {
+	return s.shutdown(ctx, (*Spark).closeForRestart)
+}
+
+// shutdown stops accepting, ends every spark with end, and waits for them.
+func (s *Server) shutdown(ctx context.Context, end func(*Spark) error) error {
 	s.mu.Lock()
 	s.closing = true
 	stopped := s.hbStopped
 	s.mu.Unlock()
 
 	for i, sp := range s.snapshot() {
-		_ = sp.End()
+		sp.mu.Lock()
+		dropped := sp.state == stateDropped
+		sp.mu.Unlock()
+		if dropped {
+			sp.endDropped(ErrServerClosed, dropUnknown)
+		} else {
+			_ = end(sp)
+		}
 		if (i+1)%shutdownBatch == 0 {
 			runtime.Gosched()
 			if ctx.Err() != nil {
@@ -471,6 +547,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 		for _, sp := range s.snapshot() {
 			sp.abort(ErrServerClosed)
+			sp.endDropped(ErrServerClosed, dropUnknown)
 		}
 		<-done
 	}

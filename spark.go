@@ -43,62 +43,50 @@ type Spark struct {
 	query  url.Values
 	header http.Header
 	addr   Address
-	conn   transport.Conn
-	space  transport.WriteSpace     // nil when conn cannot say; see write.go
-	wdl    transport.WriteDeadliner // nil when conn has no write deadline
-	parent context.Context          // the handshake's values, for Context
-	idle   transport.IdleReader     // nil when conn cannot move its reading
-	alive  atomic.Bool
-	dead   atomic.Bool // closing or closed: incoming messages are dropped
+	parent context.Context // the handshake's values, for Context
 	done   chan struct{}
-	reads  atomic.Uint32 // messages read, for sweepIdle
-	fresh  atomic.Bool   // the reading goroutine is new and has read nothing
-	swept  uint32        // reads at sweepIdle's last look; the housekeeping loop's
-	// detached is set once the reading left the transformer's goroutine;
-	// the reading goroutine's.
-	detached bool
+	link   atomic.Pointer[link] // the connection; nil while dropped (recovery) and once ended
+	rec    *sparkRecovery       // nil unless the spark is resumable (recovery.go)
 
 	mu         sync.Mutex
 	state      sparkState
 	writing    bool          // someone holds the write turn (write.go)
-	writerDone chan struct{} // closed when the turn is given up, for finish
+	writerDone chan struct{} // closed when the turn is given up
 	queue      []outFrame
 	spare      []outFrame
 	queued     int64
 	reason     error
 	ctx        context.Context // made on the first Context call
 	cancel     context.CancelFunc
-	ctxDone    bool        // the spark has ended: ctx is cancelled
-	writeTimer *time.Timer // for transports without write deadlines; made when first needed
+	ctxDone    bool // the spark has ended: ctx is cancelled
 
-	onData  pluginkit.Handlers[func(*Message)]
-	onEnd   pluginkit.Handlers[func(error)]
-	onError pluginkit.Handlers[func(error)]
+	onData   pluginkit.Handlers[func(*Message)]
+	onEnd    pluginkit.Handlers[func(error)]
+	onError  pluginkit.Handlers[func(error)]
+	onResume pluginkit.Handlers[func()]
+	onDrop   pluginkit.Handlers[func(error)]
 }
 
 type sparkState uint8
 
 const (
-	stateOpen   sparkState = iota
-	stateEnding            // End called: flushing, then close
-	stateClosed
+	stateOpen    sparkState = iota
+	stateEnding             // End called: flushing, then close
+	stateDropped            // the connection was lost; waiting for the client to resume (recovery)
+	stateClosed             // ended, or ending once the read loop stops
 )
 
-func newSpark(s *Server, r *http.Request, c transport.Conn) *Spark {
+func newSpark(s *Server, r *http.Request, q url.Values, c transport.Conn) *Spark {
 	sp := &Spark{
 		srv:    s,
 		id:     s.newID(),
-		query:  r.URL.Query(),
+		query:  q,
 		header: transport.TrimHeader(r.Header, s.headerBytes),
 		addr:   clientAddress(r, s.trusted),
-		conn:   c,
 		parent: context.WithoutCancel(r.Context()),
 		done:   make(chan struct{}),
 	}
-	sp.space, _ = c.(transport.WriteSpace)
-	sp.wdl, _ = c.(transport.WriteDeadliner)
-	sp.idle, _ = c.(transport.IdleReader)
-	sp.alive.Store(true)
+	sp.link.Store(newLink(sp, c))
 	return sp
 }
 
@@ -151,65 +139,6 @@ func (sp *Spark) OnEnd(f func(reason error)) { sp.onEnd.Add(f) }
 // end.
 func (sp *Spark) OnError(f func(error)) { sp.onError.Add(f) }
 
-// run drives the connection until it ends; it is called by Server.accept in
-// the transformer's goroutine.
-func (sp *Spark) run() {
-	if po, ok := sp.conn.(transport.PingObserver); ok {
-		po.OnPing(func() { sp.alive.Store(true) })
-	}
-	sp.connected()
-	if sp.idle != nil {
-		// Read from a goroutine of its own from the start, so that the
-		// handshake's (grown) stack is not what the connection keeps.
-		sp.detached = true
-		sp.idle.Detach()
-		sp.fresh.Store(true)
-		go sp.readLoop()
-		return
-	}
-	sp.readLoop()
-}
-
-// readLoop reads the connection until it ends. When the housekeeping loop
-// wakes an idle connection's read (transport.IdleReader), the loop goes on
-// in a fresh goroutine, whose small stack is all the idle spark then holds,
-// and this one (its stack grown by the messages it handled) ends.
-func (sp *Spark) readLoop() {
-	var readErr error
-	for {
-		typ, data, err := sp.conn.Read(context.Background()) // a cancellable context costs two allocations per read in coder/websocket; CloseNow ends the read instead
-		if err != nil {
-			if errors.Is(err, transport.ErrWoken) && sp.detached {
-				sp.fresh.Store(true)
-				go sp.readLoop()
-				return
-			}
-			readErr = err
-			break
-		}
-		sp.reads.Add(1)
-		if sp.fresh.Load() {
-			sp.fresh.Store(false)
-		}
-		sp.handle(typ, data)
-	}
-	sp.finish(readErr)
-}
-
-// sweepIdle is the housekeeping loop's look at one spark: a spark whose
-// reading goroutine has handled messages and that has read nothing since
-// the last look is woken, so that its reading moves to a fresh goroutine.
-func (sp *Spark) sweepIdle() {
-	if sp.idle == nil || sp.fresh.Load() {
-		return
-	}
-	if r := sp.reads.Load(); r != sp.swept {
-		sp.swept = r
-		return
-	}
-	sp.idle.Wake()
-}
-
 // connected runs the plugins' connection hooks and the server's connection
 // handlers.
 func (sp *Spark) connected() {
@@ -224,13 +153,13 @@ func (sp *Spark) connected() {
 	}
 }
 
-// handle processes one incoming frame.
-func (sp *Spark) handle(typ transport.MessageType, data []byte) {
-	if sp.dead.Load() {
-		return // closing: what is still read is the peer's, not the application's
+// handle processes one incoming frame read from link l.
+func (sp *Spark) handle(l *link, typ transport.MessageType, data []byte) {
+	if l.dead.Load() {
+		return // lost or closing: what is still read is the peer's, not the application's
 	}
 	defer sp.recoverPanic()
-	m, err := incoming(sp.srv.parser, typ, data, sp.control)
+	m, err := incoming(sp.srv.parser, typ, data, func(s string) bool { return sp.control(l, s) })
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrInvalidUTF8):
@@ -240,10 +169,16 @@ func (sp *Spark) handle(typ transport.MessageType, data []byte) {
 			sp.closeWith(ErrUnsupportedData, transport.StatusUnsupportedData, "unsupported data: frame type does not match the parser")
 			return
 		}
+		if sp.rec != nil {
+			sp.recordReceived() // the client counted it
+		}
 		sp.reportError(err)
 	}
 	if m == nil {
 		return
+	}
+	if sp.rec != nil {
+		sp.recordReceived()
 	}
 	for _, h := range sp.srv.hooks {
 		if h.Incoming == nil {
@@ -334,15 +269,23 @@ func controlMessage(p parser.Parser, data []byte) (string, bool) {
 	return s, true
 }
 
-// control handles a control message and reports whether it was one the
-// server consumes. Unknown primus:: strings are data, as in Primus.
-func (sp *Spark) control(s string) bool {
+// control handles a control message from link l and reports whether it
+// was one the server consumes. Unknown primus:: strings are data, as in
+// Primus.
+func (sp *Spark) control(l *link, s string) bool {
 	switch {
 	case strings.HasPrefix(s, pongPrefix):
-		sp.alive.Store(true)
+		l.alive.Store(true)
 		return true
 	case strings.HasPrefix(s, idPrefix):
 		sp.writeControl(idPrefix + sp.id)
+		return true
+	case sp.rec != nil && strings.HasPrefix(s, ackPrefix):
+		if n, ok := parseAck(s); ok {
+			sp.mu.Lock()
+			sp.rec.ack(n)
+			sp.mu.Unlock()
+		}
 		return true
 	}
 	return false
@@ -350,12 +293,19 @@ func (sp *Spark) control(s string) bool {
 
 // heartbeat is one tick of the server's heartbeat for this spark.
 func (sp *Spark) heartbeat(ping []byte) {
-	if !sp.alive.Swap(false) {
+	l := sp.link.Load()
+	if l == nil || l.dead.Load() {
+		return
+	}
+	if !l.alive.Swap(false) {
 		sp.srv.log.Debug("primus: heartbeat timeout", "spark", sp.id)
 		sp.abortAsync(ErrHeartbeatTimeout)
 		return
 	}
-	_ = sp.enqueue(ping, false)
+	_ = sp.enqueue(ping, false, true)
+	if sp.rec != nil {
+		sp.confirmReceived()
+	}
 }
 
 func (sp *Spark) reportError(err error) {
@@ -404,14 +354,24 @@ func (sp *Spark) HandlePanic(v any, stack []byte) {
 	sp.closeWith(pe, transport.StatusInternalError, "internal error")
 }
 
-// finish ends the spark after its read loop has stopped.
-func (sp *Spark) finish(readErr error) {
+// linkEnded is called by l's read loop once it has stopped: a resumable
+// spark whose connection was lost is dropped and waits for its client; any
+// other one ends.
+func (sp *Spark) linkEnded(l *link, readErr error) {
 	sp.mu.Lock()
-	reason := sp.reason
-	if sp.state != stateClosed {
-		sp.state = stateClosed
-		sp.dead.Store(true)
-		sp.queue, sp.spare, sp.queued = nil, nil, 0
+	if sp.link.Load() != l {
+		// Replaced by a resume, or already done with.
+		sp.mu.Unlock()
+		_ = l.conn.CloseNow()
+		return
+	}
+	var reason error
+	switch {
+	case sp.state == stateClosed, sp.state == stateEnding:
+		reason = sp.reason // nil after End, ErrServerClosed after closeForRestart
+	case l.dead.Load():
+		reason = l.lost // cut by the server for a reason a client can resume from
+	default:
 		switch {
 		case errors.Is(readErr, transport.ErrMessageTooBig):
 			reason = ErrMessageTooBig
@@ -421,18 +381,66 @@ func (sp *Spark) finish(readErr error) {
 			reason = ErrUnsupportedData
 		}
 	}
+	l.dead.Store(true)
+	if sp.state == stateOpen && sp.rec != nil && resumable(reason) {
+		if sp.dropLocked() {
+			sp.mu.Unlock()
+			_ = l.conn.CloseNow()
+			for _, f := range sp.onDrop.Get() {
+				sp.call(func() { f(reason) })
+			}
+			return
+		}
+		reason = ErrRecoveryOverflow
+	}
+	if sp.state != stateClosed {
+		sp.state = stateClosed
+		sp.reason = reason
+		sp.queue, sp.spare, sp.queued = nil, nil, 0
+	}
 	sp.mu.Unlock()
-	// Close before waiting for the writer: a write blocked on a peer that
-	// stopped reading then fails at once instead of at the write timeout.
-	_ = sp.conn.CloseNow()
+	sp.finish(reason, wireReason(reason))
+}
+
+// wireReason is what a client that comes back to a spark that ended for
+// reason is told.
+func wireReason(reason error) string {
+	switch {
+	case errors.Is(reason, ErrRecoveryExpired):
+		return dropExpired
+	case errors.Is(reason, ErrRecoveryOverflow):
+		return dropOverflow
+	}
+	return dropUnknown
+}
+
+// finish ends the spark once its state is closed and its read loop, if it
+// had one, has stopped. wire is what a client that tries to resume it later
+// is told.
+func (sp *Spark) finish(reason error, wire string) {
+	sp.mu.Lock()
+	l := sp.link.Load()
+	sp.link.Store(nil)
+	sp.mu.Unlock()
+	if l != nil {
+		// Close before waiting for the writer: a write blocked on a peer
+		// that stopped reading then fails at once instead of at the write
+		// timeout.
+		_ = l.conn.CloseNow()
+	}
 	sp.waitWriter()
 	sp.mu.Lock()
 	sp.ctxDone = true // a Context made from now on is born cancelled
 	if sp.cancel != nil {
 		sp.cancel()
 	}
+	var cred string
+	if sp.rec != nil {
+		cred = sp.rec.cred
+	}
 	sp.mu.Unlock()
 	sp.srv.remove(sp)
+	sp.srv.retire(cred, wire)
 	if reason != nil {
 		sp.reportError(reason)
 	}
@@ -455,11 +463,6 @@ var (
 	_ plugin.Spark        = (*Spark)(nil)
 	_ plugin.PanicHandler = (*Spark)(nil)
 )
-
-// idleSweep is how often the housekeeping loop looks for idle sparks to
-// move to a fresh reading goroutine: a spark is moved after one to two of
-// these without a message.
-const idleSweep = time.Second
 
 // housekeeping is the server's one timer loop, running while sparks are
 // connected: the heartbeat every PingInterval (when heartbeats are on), and
@@ -486,12 +489,18 @@ func (s *Server) housekeeping(stop, stopped chan struct{}) {
 			for _, sp := range s.snapshot() {
 				sp.heartbeat(ping)
 			}
-		case <-sweep.C:
+		case now := <-sweep.C:
 			s.mu.RLock()
 			for _, sp := range s.sparks {
-				sp.sweepIdle()
+				if l := sp.link.Load(); l != nil {
+					l.sweepIdle()
+				}
 			}
+			tombstones := s.recovery != nil && len(s.creds) > 0
 			s.mu.RUnlock()
+			if tombstones {
+				s.purgeTombstones(now)
+			}
 		}
 	}
 }

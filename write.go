@@ -24,10 +24,17 @@ import (
 // is empty. So an idle spark has no writer goroutine, a slow client never
 // blocks the goroutine that writes to it (a broadcast, its reading
 // goroutine), and order is kept.
+//
+// With recovery (recovery.go), every data frame carries a sequence number;
+// once written it is retained until the client confirms it, and a frame
+// whose write failed goes back to the front of the queue, so that a resumed
+// client gets everything it missed, in order.
 
 type outFrame struct {
 	data []byte
-	end  bool // close the connection after writing this frame
+	seq  uint64 // the data frame's number with recovery; 0 otherwise
+	end  bool   // close the connection after writing this frame
+	ctl  bool   // a control message: never counted, retained or replayed
 }
 
 // frameOverhead is what one queued frame costs beyond its buffer: its slot
@@ -52,8 +59,9 @@ const closeGrace = time.Second
 // Write encodes v with the server's parser and sends it. It never blocks on
 // the network: what cannot be written at once is queued, and when the queue
 // would go over Options.SendQueueBytes the spark is closed and
-// ErrSlowConsumer returned. It returns ErrClosed once the spark has ended
-// (or is ending).
+// ErrSlowConsumer returned (with recovery, the spark is dropped instead and
+// the message kept for its client). It returns ErrClosed once the spark has
+// ended (or is ending).
 func (sp *Spark) Write(v any) error {
 	if sp.srv.hasOutgoing {
 		for _, h := range sp.srv.hooks {
@@ -74,64 +82,120 @@ func (sp *Spark) Write(v any) error {
 	if err != nil {
 		return err
 	}
-	return sp.enqueue(data, false)
+	return sp.enqueue(data, false, false)
 }
 
 // End writes "primus::server::close" after everything already queued and
 // then closes the connection: the client ends and does not reconnect. It
-// returns at once; Done tells when the spark has ended.
+// returns at once; Done tells when the spark has ended. A dropped spark
+// (recovery) ends at once.
 func (sp *Spark) End() error {
 	b, err := sp.srv.parser.Encode(serverClose)
 	if err != nil {
 		return err
 	}
-	return sp.enqueue(b, true)
+	sp.mu.Lock()
+	dropped := sp.state == stateDropped
+	sp.mu.Unlock()
+	if dropped {
+		sp.endDropped(nil, dropEnded)
+		return nil
+	}
+	return sp.enqueue(b, true, true)
+}
+
+// closeForRestart writes what is queued and closes the connection with 1001
+// and without "primus::server::close", so that the client reconnects; the
+// spark ends with ErrServerClosed (ShutdownReconnect).
+func (sp *Spark) closeForRestart() error {
+	sp.mu.Lock()
+	if sp.state == stateOpen {
+		sp.reason = ErrServerClosed
+	}
+	sp.mu.Unlock()
+	return sp.enqueue(nil, true, true)
 }
 
 // Close closes the connection at once, dropping queued messages, without
 // "primus::server::close": the client sees a lost connection and reconnects.
+// With recovery, it resumes this spark and gets the queued messages then.
 func (sp *Spark) Close() error {
 	sp.abort(nil)
 	return nil
 }
 
 // enqueue sends an encoded frame: inline when possible, otherwise through
-// the queue and a writer goroutine.
-func (sp *Spark) enqueue(data []byte, end bool) error {
+// the queue and a writer goroutine. ctl marks a control message.
+func (sp *Spark) enqueue(data []byte, end, ctl bool) error {
 	n := frameCost(data)
 	sp.mu.Lock()
-	if sp.state != stateOpen {
+	switch sp.state {
+	case stateDropped:
+		if ctl {
+			sp.mu.Unlock()
+			return nil // control messages belong to a connection
+		}
+		f := outFrame{data: data, seq: sp.rec.nextSeq()}
+		sp.queue = append(sp.queue, f)
+		sp.queued += n
+		over := sp.rec.over(sp.queued, len(sp.queue))
+		sp.mu.Unlock()
+		if over {
+			sp.endDropped(ErrRecoveryOverflow, dropOverflow)
+			return ErrRecoveryOverflow
+		}
+		return nil
+	case stateOpen:
+	default:
 		sp.mu.Unlock()
 		return ErrClosed
 	}
+	f := outFrame{data: data, end: end, ctl: ctl}
+	if !ctl && sp.rec != nil {
+		f.seq = sp.rec.nextSeq()
+	}
 	if !end && sp.queued > 0 && sp.queued+n > sp.srv.queueBytes {
+		if sp.rec != nil {
+			// Kept for the resume: the client gets it when it is back.
+			sp.queue = append(sp.queue, f)
+			sp.queued += n
+		}
 		sp.mu.Unlock()
 		sp.closeWith(ErrSlowConsumer, transport.StatusPolicyViolation, "slow consumer")
+		if sp.rec != nil {
+			return nil
+		}
 		return ErrSlowConsumer
 	}
 	if end {
 		sp.state = stateEnding
 	}
-	if !sp.writing && !end && sp.space != nil {
+	l := sp.link.Load()
+	if !sp.writing && !end && l.space != nil {
 		// Alone: take the turn and try to write inline.
 		sp.writing = true
 		sp.queued += n
 		sp.mu.Unlock()
-		if sp.space.Writable(len(data)) {
-			err := sp.conn.Write(context.Background(), sp.srv.frameType, data)
+		if l.space.Writable(len(data)) {
+			err := l.conn.Write(context.Background(), sp.srv.frameType, data)
 			sp.mu.Lock()
 			sp.queued -= n
 			if err != nil {
+				sp.putBackLocked([]outFrame{f}, l)
 				sp.mu.Unlock()
-				sp.writeFailed(err)
+				sp.writeFailed(l, err)
 				sp.releaseTurn()
-				return nil // the connection is gone; the read loop ends the spark
+				return nil // the connection is gone; the read loop ends (or drops) the spark
+			}
+			if f.seq != 0 {
+				sp.rec.retain(f)
 			}
 			sp.releaseTurnLocked()
 			sp.mu.Unlock()
 			return nil
 		}
-		// No room: queue it, ahead of anything queued meanwhile.
+		// No room: queue it, ahead of anything queued meanwhile; the turn
+		// passes to a writer goroutine.
 		sp.mu.Lock()
 		sp.queued -= n
 		if sp.state == stateClosed {
@@ -141,13 +205,13 @@ func (sp *Spark) enqueue(data []byte, end bool) error {
 		}
 		sp.queue = append(sp.queue, outFrame{})
 		copy(sp.queue[1:], sp.queue)
-		sp.queue[0] = outFrame{data: data}
+		sp.queue[0] = f
 		sp.queued += n
-		go sp.writeLoop() // the turn passes to the writer
+		go sp.writeLoop()
 		sp.mu.Unlock()
 		return nil
 	}
-	sp.queue = append(sp.queue, outFrame{data: data, end: end})
+	sp.queue = append(sp.queue, f)
 	sp.queued += n
 	if !sp.writing {
 		sp.writing = true
@@ -157,10 +221,33 @@ func (sp *Spark) enqueue(data []byte, end bool) error {
 	return nil
 }
 
+// putBackLocked returns frames that were taken for link l but not written
+// to the front of the queue, when the spark keeps them for a resume: data
+// frames only, control messages belong to l. sp.mu is held.
+func (sp *Spark) putBackLocked(frames []outFrame, l *link) {
+	if sp.rec == nil {
+		return
+	}
+	var keep []outFrame
+	for _, f := range frames {
+		if !f.ctl && f.seq != 0 {
+			keep = append(keep, f)
+		}
+	}
+	if len(keep) == 0 {
+		return
+	}
+	for _, f := range keep {
+		sp.queued += frameCost(f.data)
+	}
+	sp.queue = append(keep, sp.queue...)
+}
+
 // releaseTurnLocked gives up the write turn, or hands it to a writer
-// goroutine when frames were queued meanwhile. sp.mu is held.
+// goroutine when frames were queued meanwhile for a link that can take
+// them. sp.mu is held.
 func (sp *Spark) releaseTurnLocked() {
-	if len(sp.queue) > 0 && sp.state != stateClosed {
+	if len(sp.queue) > 0 && (sp.state == stateOpen || sp.state == stateEnding) {
 		go sp.writeLoop()
 		return
 	}
@@ -177,8 +264,9 @@ func (sp *Spark) releaseTurn() {
 	sp.mu.Unlock()
 }
 
-// waitWriter waits until no one holds the write turn; the spark is closed,
-// so no one takes it again.
+// waitWriter waits until no one holds the write turn. The caller has made
+// sure that no one takes it again for the link it is done with (the spark is
+// closed or dropped).
 func (sp *Spark) waitWriter() {
 	sp.mu.Lock()
 	if !sp.writing {
@@ -194,13 +282,20 @@ func (sp *Spark) waitWriter() {
 }
 
 // writeLoop is a writer goroutine: it holds the write turn and writes the
-// queue until it is empty, then ends.
+// queue to the current link until it is empty, then ends.
 func (sp *Spark) writeLoop() {
 	for {
 		sp.mu.Lock()
-		if sp.state == stateClosed || len(sp.queue) == 0 {
-			sp.queue = sp.queue[:0]
-			sp.releaseTurnLocked()
+		l := sp.link.Load()
+		if (sp.state != stateOpen && sp.state != stateEnding) || l == nil || len(sp.queue) == 0 {
+			if sp.state == stateClosed {
+				sp.queue = sp.queue[:0]
+			}
+			sp.writing = false
+			if sp.writerDone != nil {
+				close(sp.writerDone)
+				sp.writerDone = nil
+			}
 			sp.mu.Unlock()
 			return
 		}
@@ -208,12 +303,14 @@ func (sp *Spark) writeLoop() {
 		sp.queue, sp.spare = sp.spare[:0], nil
 		sp.mu.Unlock()
 		for i := range batch {
-			f := batch[i]
-			batch[i] = outFrame{}
-			if !sp.writeFrame(f) {
+			if !sp.writeFrame(l, batch[i]) {
+				sp.mu.Lock()
+				sp.putBackLocked(batch[i:], l)
+				sp.mu.Unlock()
 				sp.releaseTurn()
 				return
 			}
+			batch[i] = outFrame{}
 		}
 		if cap(batch) <= spareKeep {
 			sp.mu.Lock()
@@ -225,88 +322,112 @@ func (sp *Spark) writeLoop() {
 	}
 }
 
-// writeFrame writes one frame from the writer goroutine, bounded by
-// WriteTimeout, and reports whether the writer goes on.
-func (sp *Spark) writeFrame(f outFrame) bool {
+// writeFrame writes one frame to l from the writer goroutine, bounded by
+// WriteTimeout, and reports whether the writer goes on. When it returns
+// false, the frame was not written (or l is no longer the spark's).
+func (sp *Spark) writeFrame(l *link, f outFrame) bool {
 	var err error
-	if sp.wdl != nil {
-		_ = sp.wdl.SetWriteDeadline(time.Now().Add(sp.srv.writeTimeout))
-		err = sp.conn.Write(context.Background(), sp.srv.frameType, f.data)
-		_ = sp.wdl.SetWriteDeadline(time.Time{})
+	if f.data == nil {
+		// Nothing to write: a close for a restart.
+	} else if l.wdl != nil {
+		_ = l.wdl.SetWriteDeadline(time.Now().Add(sp.srv.writeTimeout))
+		err = l.conn.Write(context.Background(), sp.srv.frameType, f.data)
+		_ = l.wdl.SetWriteDeadline(time.Time{})
 	} else {
-		if sp.writeTimer == nil {
-			// One timer for the spark's life, made by its first queued
+		if l.writeTimer == nil {
+			// One timer for the link's life, made by its first queued
 			// write: resetting it costs nothing, where a context with a
 			// deadline per write allocates.
-			sp.writeTimer = time.AfterFunc(time.Hour, func() { sp.abort(ErrWriteTimeout) })
+			l.writeTimer = time.AfterFunc(time.Hour, func() { sp.abortLink(l, ErrWriteTimeout) })
 		}
-		sp.writeTimer.Reset(sp.srv.writeTimeout)
-		err = sp.conn.Write(context.Background(), sp.srv.frameType, f.data)
-		sp.writeTimer.Stop()
+		l.writeTimer.Reset(sp.srv.writeTimeout)
+		err = l.conn.Write(context.Background(), sp.srv.frameType, f.data)
+		l.writeTimer.Stop()
 	}
 	sp.mu.Lock()
-	sp.queued -= frameCost(f.data)
-	closed := sp.state == stateClosed
+	current := sp.link.Load() == l && (sp.state == stateOpen || sp.state == stateEnding)
+	if err == nil {
+		sp.queued -= frameCost(f.data)
+		if f.seq != 0 && sp.rec != nil {
+			sp.rec.retain(f)
+		}
+	}
 	sp.mu.Unlock()
-	if closed {
+	if err != nil {
+		sp.writeFailed(l, err)
 		return false
 	}
-	if err != nil {
-		sp.writeFailed(err)
+	if !current {
 		return false
 	}
 	if f.end {
 		// Close with a handshake (bounded by the transport); the read loop
 		// receives the peer's answer and ends the spark.
-		_ = sp.conn.Close(transport.StatusNormalClosure, "")
-		_ = sp.conn.CloseNow()
+		code, text := transport.StatusNormalClosure, ""
+		if f.data == nil {
+			code, text = transport.StatusGoingAway, "server restarting" // closeForRestart
+		}
+		_ = l.conn.Close(code, text)
+		_ = l.conn.CloseNow()
 		return false
 	}
 	return true
 }
 
-// writeFailed ends the spark after a failed write: a write deadline that
+// writeFailed cuts link l after a failed write: a write deadline that
 // passed is a write timeout; anything else means the connection is gone
 // (the read loop sees it too).
-func (sp *Spark) writeFailed(err error) {
+func (sp *Spark) writeFailed(l *link, err error) {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		sp.abort(ErrWriteTimeout)
+		sp.abortLink(l, ErrWriteTimeout)
 		return
 	}
-	sp.abort(nil)
+	sp.abortLink(l, nil)
 }
 
 // writeControl queues a protocol message, bypassing outgoing hooks.
 func (sp *Spark) writeControl(msg string) {
 	if b, err := sp.srv.parser.Encode(msg); err == nil {
-		_ = sp.enqueue(b, false)
+		_ = sp.enqueue(b, false, true)
 	}
 }
 
 // abort closes the connection at once. reason is reported to the error and
-// end handlers; nil means an intentional close.
+// end handlers; nil means an intentional close. With recovery, a reason
+// that a client can come back from (nil, a heartbeat or write timeout, a
+// slow consumer) drops the spark instead of ending it.
 func (sp *Spark) abort(reason error) {
-	if sp.markAborted(reason) {
-		_ = sp.conn.CloseNow()
+	if l := sp.cut(reason); l != nil {
+		_ = l.conn.CloseNow()
 	}
+}
+
+// abortLink is abort for link l only: nothing happens when the spark has
+// moved on to another link.
+func (sp *Spark) abortLink(l *link, reason error) {
+	if sp.link.Load() != l {
+		_ = l.conn.CloseNow()
+		return
+	}
+	sp.abort(reason)
 }
 
 // abortAsync is abort for the fan-out paths (a heartbeat tick): closing a
 // transport can wait for its goroutines, and one slow client must not hold
 // up the others.
 func (sp *Spark) abortAsync(reason error) {
-	if sp.markAborted(reason) {
-		go func() { _ = sp.conn.CloseNow() }()
+	if l := sp.cut(reason); l != nil {
+		go func() { _ = l.conn.CloseNow() }()
 	}
 }
 
 // closeWith closes the connection with a status and reason the client can
 // see, without waiting: the close frame is given closeGrace to go out, then
-// the connection is cut. Queued messages are dropped. reason is what the
-// error and end handlers are told.
+// the connection is cut. reason is what the error and end handlers are
+// told.
 func (sp *Spark) closeWith(reason error, code int, text string) {
-	if sp.markAborted(reason) {
-		go closeConn(sp.conn, code, text)
+	if l := sp.cut(reason); l != nil {
+		go closeConn(l.conn, code, text)
 	}
 }
 
@@ -318,17 +439,26 @@ func closeConn(c transport.Conn, code int, text string) {
 	_ = c.CloseNow()
 }
 
-// markAborted moves the spark to closed and reports whether it was this call
-// that did.
-func (sp *Spark) markAborted(reason error) bool {
+// cut marks the current link as cut by the server for reason and returns
+// it, for the caller to close; nil when there is nothing to cut (the spark
+// has ended, is being ended, or is dropped). A reason the client can resume
+// from leaves the spark's state to linkEnded, which drops it; any other one
+// closes the spark: queued messages are dropped and the spark ends with
+// reason once its read loop has stopped.
+func (sp *Spark) cut(reason error) *link {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if sp.state == stateClosed {
-		return false
+	l := sp.link.Load()
+	if l == nil || sp.state == stateClosed || sp.state == stateDropped || l.dead.Load() {
+		return nil
+	}
+	l.dead.Store(true)
+	l.lost = reason
+	if sp.rec != nil && sp.state == stateOpen && resumable(reason) {
+		return l
 	}
 	sp.state = stateClosed
-	sp.dead.Store(true)
 	sp.reason = reason
 	sp.queue, sp.spare, sp.queued = nil, nil, 0
-	return true
+	return l
 }

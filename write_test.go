@@ -186,7 +186,7 @@ func readers() []string {
 	buf = buf[:runtime.Stack(buf, true)]
 	var lines []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if !strings.Contains(g, "primus.(*Spark).readLoop(") {
+		if !strings.Contains(g, "primus.(*link).readLoop(") {
 			continue
 		}
 		for _, l := range strings.Split(g, "\n") {
@@ -230,7 +230,7 @@ func TestIdleReadingMoves(t *testing.T) {
 		}
 		eventually(t, "the idle spark's reading moved", func() bool {
 			now := readers()
-			return len(now) == 1 && now[0] != before[0] && strings.Contains(now[0], "(*Spark).readLoop")
+			return len(now) == 1 && now[0] != before[0] && strings.Contains(now[0], "(*link).readLoop")
 		})
 		// Straight after a move, then a burst written at once.
 		echo(1)

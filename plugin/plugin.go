@@ -92,8 +92,12 @@ type ServerHooks struct {
 	Outgoing func(s Spark, v any) (out any, pass bool, err error)
 	// Close runs once when a spark has ended, with the reason (nil for a
 	// normal end), after its own end handlers and before the server's
-	// disconnection handlers.
+	// disconnection handlers. With recovery, a spark that lost its
+	// connection and waits for its client has not ended.
 	Close func(s Spark, reason error)
+	// Resume runs when a dropped spark's client comes back (recovery),
+	// before the spark's own resume handlers.
+	Resume func(s Spark)
 }
 
 // ServerHost is what a server offers a plugin at set-up.
@@ -123,8 +127,15 @@ type Client interface {
 type ClientHooks struct {
 	// Open runs each time the connection opens, reconnections included,
 	// before queued writes are flushed: what the hook writes with c (a
-	// resubscription, say) goes out ahead of them.
+	// resubscription, say) goes out ahead of them. With recovery, a
+	// reconnection that resumes the same spark runs Resume instead: the
+	// server kept the plugin's state.
 	Open func(c Client)
+	// Resume runs, instead of Open, when a reconnection resumed the same
+	// spark (recovery): nothing was lost, and the Close hook did not run
+	// for the connection that was lost (it runs, before Open, when the
+	// resume fails).
+	Resume func(c Client)
 	// Incoming runs for each data message; see ServerHooks.Incoming.
 	Incoming func(c Client, m *parser.Message) (pass bool, err error)
 	// Outgoing runs for each value written; see ServerHooks.Outgoing.

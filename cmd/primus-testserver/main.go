@@ -45,12 +45,16 @@ func run() error {
 	pingInterval := flag.Duration("ping-interval", 30*time.Second, "heartbeat interval")
 	plugins := flag.String("plugins", "none", "comma-separated plugins, or none")
 	verbose := flag.Bool("v", false, "log debug messages to stderr")
+	recovery := flag.Duration("recovery", 0, "recovery window (e.g. 30s); 0 turns recovery off")
 	flag.Parse()
 
 	opts := &primus.Options{
 		PingInterval:   *pingInterval,
 		MaxMessageSize: 16 << 20,
 		SendQueueBytes: 64 << 20,
+	}
+	if *recovery > 0 {
+		opts.Recovery = &primus.Recovery{Window: *recovery}
 	}
 	if *verbose {
 		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -8,6 +8,7 @@ package testserver
 import (
 	"bytes"
 	"net/http"
+	"time"
 
 	"github.com/go-primus/primus"
 )
@@ -37,6 +38,8 @@ func Setup(srv *primus.Server) {
 					_ = sp.Write(map[string]any{"id": sp.ID(), "query": q})
 				case "drop":
 					_ = sp.Close()
+				case "count":
+					go count(sp, data)
 				default:
 					_ = sp.Write(m.Raw())
 				}
@@ -69,6 +72,29 @@ func command(m *primus.Message) (string, any, bool) {
 	switch cmd {
 	case "broadcast", "close", "whoami", "drop":
 		return cmd, obj["data"], true
+	case "count":
+		return cmd, obj["n"], true
 	}
 	return "", nil, false
+}
+
+// count writes {"seq":1} … {"seq":n} to sp, about one per millisecond
+// (contract item 12), until done or the spark ends.
+func count(sp *primus.Spark, n any) {
+	total, ok := n.(float64)
+	if !ok || total < 1 || total > 1e6 {
+		return
+	}
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for seq := 1; seq <= int(total); seq++ {
+		if err := sp.Write(map[string]int{"seq": seq}); err != nil {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-sp.Done():
+			return
+		}
+	}
 }

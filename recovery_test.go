@@ -1,0 +1,585 @@
+package primus_test
+
+// Recovery: a client that loses its connection comes back to the same spark
+// and gets every message it missed, exactly once and in order, in both
+// directions. The connections are cut for real: by the server, and by a TCP
+// proxy between client and server that kills sockets.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	ws "github.com/coder/websocket"
+
+	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/rooms"
+	"github.com/go-primus/primus/transport"
+)
+
+// cutProxy is a loopback TCP proxy whose connections can be killed: both
+// sides at once, or only the client's (the server then notices late, and
+// the client's resume takes the spark over).
+type cutProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	pairs map[*proxyPair]struct{}
+	wg    sync.WaitGroup
+}
+
+type proxyPair struct{ client, server net.Conn }
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, target: target, pairs: map[*proxyPair]struct{}{}}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.kill(false)
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *cutProxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		pair := &proxyPair{c, s}
+		p.mu.Lock()
+		p.pairs[pair] = struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			_, _ = io.Copy(dst, src)
+			_ = dst.Close()
+			_ = src.Close()
+			p.mu.Lock()
+			delete(p.pairs, pair)
+			p.mu.Unlock()
+		}
+		go pipe(s, c)
+		go pipe(c, s)
+	}
+}
+
+// kill cuts every connection; clientOnly leaves the server's side open, as
+// when a network dies without the server noticing.
+func (p *cutProxy) kill(clientOnly bool) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for pair := range p.pairs {
+		if tc, ok := pair.client.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // a reset, as a dying network does
+		}
+		_ = pair.client.Close()
+		if !clientOnly {
+			_ = pair.server.Close()
+		}
+	}
+	return len(p.pairs)
+}
+
+func (p *cutProxy) url(pathname string) string { return "http://" + p.ln.Addr().String() + pathname }
+
+// recoveryServer starts a server with recovery on; the sparks join room
+// "r" and echo what they receive as {"echo": m}. It counts the server's
+// connection and resume handlers per spark.
+type recoveryServer struct {
+	*harness
+	rooms       *rooms.Rooms
+	connections atomic.Int32
+	resumes     atomic.Int32
+	sparks      chan *primus.Spark
+	received    chan int // numbered client messages, in arrival order
+	ends        chan error
+}
+
+func startRecoveryServer(t *testing.T, rec *primus.Recovery, opts *primus.Options) *recoveryServer {
+	t.Helper()
+	var o primus.Options
+	if opts != nil {
+		o = *opts
+	}
+	o.Recovery = rec
+	h := startServer(t, wsJSON, &o)
+	rs := &recoveryServer{
+		harness:  h,
+		rooms:    rooms.New(h.srv, nil),
+		sparks:   make(chan *primus.Spark, 16),
+		received: make(chan int, 100_000),
+		ends:     make(chan error, 16),
+	}
+	h.srv.OnConnection(func(sp *primus.Spark) {
+		rs.connections.Add(1)
+		_ = rs.rooms.Join(sp, "r")
+		sp.OnResume(func() { rs.resumes.Add(1) })
+		sp.OnEnd(func(r error) { rs.ends <- r })
+		sp.OnData(func(m *primus.Message) {
+			var v struct{ N int }
+			if err := m.Decode(&v); err == nil && v.N > 0 {
+				rs.received <- v.N
+			}
+		})
+		rs.sparks <- sp
+	})
+	return rs
+}
+
+// numbered is what the tests write: a source, a number, some padding.
+type numbered struct {
+	S string `json:"s,omitempty"`
+	N int    `json:"n"`
+}
+
+func TestRecoveryExactlyOnceInOrder(t *testing.T) {
+	t.Parallel()
+	const total = 10_000
+	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+
+	// What the client receives, per source.
+	var mu sync.Mutex
+	next := map[string]int{"d": 1, "r": 1}
+	doneRecv := make(chan struct{})
+	var badRecv atomic.Value
+	resumed := make(chan primus.ResumeEvent, 1000)
+	c := rs.dial(t, "", &primus.ClientOptions{
+		Reconnect: primus.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond, Retries: 1000},
+		OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
+		OnData: func(m *primus.Message) {
+			var v numbered
+			if err := m.Decode(&v); err != nil || v.S == "" {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if v.N != next[v.S] {
+				badRecv.CompareAndSwap(nil, fmt.Sprintf("source %s: got %d, want %d", v.S, v.N, next[v.S]))
+			}
+			next[v.S] = v.N + 1
+			if next["d"] > total && next["r"] > total {
+				select {
+				case <-doneRecv:
+				default:
+					close(doneRecv)
+				}
+			}
+		},
+	}, proxy)
+	sp := waitFor(t, rs.sparks, "the spark")
+	firstID := c.id()
+
+	// The server writes to the spark and to its room; the client writes to
+	// the server; meanwhile connections are cut every 100–300 ms.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= total; i++ {
+			if err := sp.Write(numbered{"d", i}); err != nil {
+				t.Errorf("direct write %d: %v", i, err)
+				return
+			}
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= total; i++ {
+			if err := rs.rooms.Room("r").Write(numbered{"r", i}); err != nil {
+				t.Errorf("room write %d: %v", i, err)
+				return
+			}
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for i := 1; i <= total; i++ {
+			for {
+				err := c.Write(numbered{N: i})
+				if err == nil {
+					break
+				}
+				if !errors.Is(err, primus.ErrQueueFull) {
+					t.Errorf("client write %d: %v", i, err)
+					return
+				}
+				time.Sleep(time.Millisecond) // the offline queue is full: wait for the resume
+			}
+			if i%8 == 0 {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}()
+	cuts := 0
+	cutterDone := make(chan struct{})
+	go func() {
+		defer close(cutterDone)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Duration(100+rand.IntN(200)) * time.Millisecond):
+			}
+			switch cuts % 3 {
+			case 0:
+				_ = sp.Close() // the server drops it
+			case 1:
+				proxy.kill(false) // the network drops it
+			case 2:
+				proxy.kill(true) // only the client notices
+			}
+			cuts++
+		}
+	}()
+
+	gotAll := make(chan struct{})
+	var got []int
+	go func() {
+		defer close(gotAll)
+		for len(got) < total {
+			select {
+			case n := <-rs.received:
+				got = append(got, n)
+			case <-time.After(time.Minute):
+				return
+			}
+		}
+	}()
+	select {
+	case <-doneRecv:
+	case <-time.After(2 * time.Minute):
+		mu.Lock()
+		t.Fatalf("the client received %v of %d per source", next, total)
+	}
+	<-gotAll
+	close(stop)
+	<-cutterDone
+	wg.Wait()
+
+	if v := badRecv.Load(); v != nil {
+		t.Fatal(v)
+	}
+	if len(got) != total {
+		t.Fatalf("the server received %d client messages, want %d", len(got), total)
+	}
+	for i, n := range got {
+		if n != i+1 {
+			t.Fatalf("client message %d arrived as number %d (exactly once, in order, broken)", i+1, n)
+		}
+	}
+	if id := c.id(); id != firstID {
+		t.Errorf("spark id %s after the cuts, want %s", id, firstID)
+	}
+	if got := rs.connections.Load(); got != 1 {
+		t.Errorf("the server's connection handlers ran %d times, want 1", got)
+	}
+	if rooms := rs.rooms.RoomsOf(sp); len(rooms) != 1 || rooms[0] != "r" {
+		t.Errorf("the spark is in rooms %v, want [r]", rooms)
+	}
+	close(resumed)
+	n := 0
+	for ev := range resumed {
+		if !ev.Recovered {
+			t.Errorf("a reconnection did not recover: %v", ev.Reason)
+		}
+		n++
+	}
+	t.Logf("%d cuts, %d resumes", cuts, n)
+	if n == 0 || rs.resumes.Load() == 0 {
+		t.Errorf("no resume happened (%d cuts)", cuts)
+	}
+}
+
+// dial is harness.dial through a proxy when one is given.
+func (rs *recoveryServer) dial(t *testing.T, query string, opts *primus.ClientOptions, proxy *cutProxy) *testClient {
+	t.Helper()
+	if proxy == nil {
+		return rs.harness.dial(t, query, opts)
+	}
+	c := newTestClient(t)
+	o := c.options(opts)
+	o.Dialer, o.Parser = rs.fl.dialer, rs.fl.parser
+	u := proxy.url(rs.srv.Pathname())
+	if query != "" {
+		u += "?" + query
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	cl, err := primus.Dial(ctx, u, o)
+	if err != nil {
+		t.Fatalf("dial through the proxy: %v", err)
+	}
+	c.Client = cl
+	t.Cleanup(func() { _ = cl.Close() })
+	return c
+}
+
+// TestRecoveryFailures: the window passed, the buffer overflowed, the server
+// restarted: the client gets a new spark and is told why, and the old spark
+// ends with the reason.
+func TestRecoveryFailures(t *testing.T) {
+	t.Parallel()
+	t.Run("window expired", func(t *testing.T) {
+		t.Parallel()
+		rs := startRecoveryServer(t, &primus.Recovery{Window: 200 * time.Millisecond}, nil)
+		proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+		resumed := make(chan primus.ResumeEvent, 4)
+		c := rs.dial(t, "", &primus.ClientOptions{
+			Reconnect: primus.Backoff{Min: time.Second, Retries: 10}, // back after the window
+			OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
+		}, proxy)
+		old := waitFor(t, rs.sparks, "the spark")
+		oldID := c.id()
+		proxy.kill(false)
+		if r := waitFor(t, rs.ends, "the old spark's end"); !errors.Is(r, primus.ErrRecoveryExpired) {
+			t.Errorf("old spark ended with %v, want ErrRecoveryExpired", r)
+		}
+		ev := waitFor(t, resumed, "OnResume")
+		if ev.Recovered || !errors.Is(ev.Reason, primus.ErrRecoveryExpired) {
+			t.Errorf("OnResume(%+v), want not recovered, ErrRecoveryExpired", ev)
+		}
+		if id := c.id(); id == oldID {
+			t.Error("the client got its expired spark back")
+		}
+		<-old.Done()
+	})
+	t.Run("buffer overflow", func(t *testing.T) {
+		t.Parallel()
+		rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute, MaxMessages: 50}, nil)
+		proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+		resumed := make(chan primus.ResumeEvent, 4)
+		c := rs.dial(t, "", &primus.ClientOptions{
+			Reconnect: primus.Backoff{Min: 300 * time.Millisecond, Retries: 10},
+			OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
+		}, proxy)
+		sp := waitFor(t, rs.sparks, "the spark")
+		c.id()
+		drops := make(chan error, 1)
+		sp.OnDrop(func(r error) { drops <- r })
+		proxy.kill(false)
+		waitFor(t, drops, "the drop")
+		for i := range 60 {
+			_ = sp.Write(i) // over MaxMessages while the client is away
+		}
+		if r := waitFor(t, rs.ends, "the spark's end"); !errors.Is(r, primus.ErrRecoveryOverflow) {
+			t.Errorf("spark ended with %v, want ErrRecoveryOverflow", r)
+		}
+		ev := waitFor(t, resumed, "OnResume")
+		if ev.Recovered || !errors.Is(ev.Reason, primus.ErrRecoveryOverflow) {
+			t.Errorf("OnResume(%+v), want not recovered, ErrRecoveryOverflow", ev)
+		}
+	})
+	t.Run("server restarted", func(t *testing.T) {
+		t.Parallel()
+		// Two servers behind one proxy address: the second stands for the
+		// first after a restart (it knows nothing of the sessions).
+		first := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+		second := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+		proxy := newCutProxy(t, first.ts.Listener.Addr().String())
+		resumed := make(chan primus.ResumeEvent, 4)
+		c := first.dial(t, "", &primus.ClientOptions{
+			Reconnect: primus.Backoff{Min: 20 * time.Millisecond, Retries: 10},
+			OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
+		}, proxy)
+		c.id()
+		proxy.mu.Lock()
+		proxy.target = second.ts.Listener.Addr().String()
+		proxy.mu.Unlock()
+		if err := first.srv.ShutdownReconnect(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if r := waitFor(t, first.ends, "the spark's end on the old server"); !errors.Is(r, primus.ErrServerClosed) {
+			t.Errorf("spark ended with %v, want ErrServerClosed", r)
+		}
+		ev := waitFor(t, resumed, "OnResume")
+		if ev.Recovered || !errors.Is(ev.Reason, primus.ErrRecoveryUnknown) {
+			t.Errorf("OnResume(%+v), want not recovered, ErrRecoveryUnknown", ev)
+		}
+		waitFor(t, second.sparks, "a new spark on the restarted server")
+	})
+}
+
+// TestResumeCredential: a credential resumes once, for one client; a
+// forged, replayed or concurrent one gets a new spark.
+func TestResumeCredential(t *testing.T) {
+	t.Parallel()
+	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	wsURL := "ws" + strings.TrimPrefix(rs.url, "http")
+	dialRaw := func(query string) (*ws.Conn, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		c, _, err := ws.Dial(ctx, wsURL+"?"+query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.CloseNow() })
+		b, err := rawRead(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s string
+		if err := wsJSON.parser.Decode(b, &s); err != nil {
+			t.Fatalf("greeting %q: %v", b, err)
+		}
+		return c, s
+	}
+	credOf := func(greeting string) string {
+		rest, ok := strings.CutPrefix(greeting, "primus::session::")
+		if !ok {
+			rest, ok = strings.CutPrefix(greeting, "primus::resumed::")
+			if !ok {
+				t.Fatalf("greeting %q", greeting)
+			}
+			_, rest, _ = strings.Cut(rest, "::")
+			return rest
+		}
+		cred, _, _ := strings.Cut(rest, "::")
+		return cred
+	}
+	c1, g1 := dialRaw("_primus_recover=1")
+	cred := credOf(g1)
+	sp := waitFor(t, rs.sparks, "the spark")
+	if strings.Contains(cred, sp.ID()) || cred == "" {
+		t.Fatalf("credential %q is not an unguessable token of its own", cred)
+	}
+	_ = c1.CloseNow()
+	eventually(t, "the spark dropped", func() bool { return rs.srv.Count() == 1 })
+
+	resume := url.Values{"_primus_recover": {"1"}, "_primus_resume": {cred}, "_primus_received": {"0"}}.Encode()
+	// Two clients with the same credential at once: one resumes.
+	type result struct {
+		c *ws.Conn
+		g string
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			defer cancel()
+			c, _, err := ws.Dial(ctx, wsURL+"?"+resume, nil)
+			if err != nil {
+				results <- result{}
+				return
+			}
+			b, _ := rawRead(c)
+			var s string
+			_ = wsJSON.parser.Decode(b, &s)
+			results <- result{c, s}
+		}()
+	}
+	resumedN, fresh := 0, 0
+	for range 2 {
+		r := <-results
+		if r.c == nil {
+			t.Fatal("a dial failed")
+		}
+		t.Cleanup(func() { _ = r.c.CloseNow() })
+		switch {
+		case strings.HasPrefix(r.g, "primus::resumed::"):
+			resumedN++
+		case strings.HasPrefix(r.g, "primus::session::") && strings.HasSuffix(r.g, "::unknown"):
+			fresh++
+		default:
+			t.Errorf("greeting %q", r.g)
+		}
+	}
+	if resumedN != 1 || fresh != 1 {
+		t.Errorf("same credential twice at once: %d resumed, %d refused; want 1 and 1", resumedN, fresh)
+	}
+	// Replayed, and forged: refused.
+	for _, bad := range []string{cred, sp.ID(), "AAAAAAAAAAAAAAAAAAAAAAAAAA"} {
+		q := url.Values{"_primus_recover": {"1"}, "_primus_resume": {bad}, "_primus_received": {"0"}}.Encode()
+		_, g := dialRaw(q)
+		if !strings.HasPrefix(g, "primus::session::") || !strings.HasSuffix(g, "::unknown") {
+			t.Errorf("resume with %q: greeting %q, want a new session (unknown)", bad, g)
+		}
+	}
+	if n := rs.connections.Load(); n != 5 {
+		t.Errorf("%d sparks made, want 5 (the first, the refused twin, three refused)", n)
+	}
+}
+
+// TestRecoveryAuthorize: a resuming request goes through middleware and
+// authorization like any other; refused, it resumes nothing.
+func TestRecoveryAuthorize(t *testing.T) {
+	t.Parallel()
+	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	var refuse atomic.Bool
+	rs.srv.Authorize(func(r *http.Request) error {
+		if refuse.Load() {
+			return &primus.HTTPError{Status: http.StatusForbidden, Message: "no"}
+		}
+		return nil
+	})
+	proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+	c := rs.dial(t, "", &primus.ClientOptions{Reconnect: primus.Backoff{Min: 10 * time.Millisecond, Retries: 5}}, proxy)
+	waitFor(t, rs.sparks, "the spark")
+	c.id()
+	refuse.Store(true)
+	proxy.kill(false)
+	err := c.waitEnd()
+	var he *transport.HandshakeError
+	if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
+		t.Fatalf("client ended with %v, want the 403 refusal", err)
+	}
+	if n := rs.resumes.Load(); n != 0 {
+		t.Errorf("%d resumes after a refused request", n)
+	}
+}
+
+// TestStockClientSeesNoRecovery: a client that does not ask for recovery
+// (the stock Primus client) gets no greeting, and a lost connection ends its
+// spark as without recovery.
+func TestStockClientSeesNoRecovery(t *testing.T) {
+	t.Parallel()
+	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	raw := rs.rawDial(t, nil)
+	waitFor(t, rs.sparks, "the spark")
+	rs.rawWrite(t, raw, "primus::id::")
+	b, err := rawRead(raw)
+	if err != nil || !strings.HasPrefix(string(b), `"primus::id::`) {
+		t.Fatalf("first frame %q, %v: want the id reply, no greeting", b, err)
+	}
+	_ = raw.CloseNow()
+	if r := waitFor(t, rs.ends, "the spark's end"); r != nil {
+		t.Errorf("OnEnd(%v), want nil", r)
+	}
+}
