@@ -34,6 +34,9 @@ func fuzzIncoming(t *testing.T, p parser.Parser, data []byte) {
 	got := 0
 	if _, err := s.stream("s1", &StreamOptions{OnData: func(m *parser.Message) {
 		got++
+		if err := m.Check(); err != nil {
+			t.Fatalf("stream data %q of a valid message is not valid: %v", m.Bytes(), err)
+		}
 		var v any
 		if err := m.Decode(&v); err != nil {
 			t.Fatalf("stream data %q does not decode: %v", m.Bytes(), err)
