@@ -10,81 +10,7 @@ import (
 	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/emitter"
 	pt "github.com/go-primus/primus/internal/plugintest"
-	"github.com/go-primus/primus/parser"
-	"github.com/go-primus/primus/transport"
-	"github.com/go-primus/primus/transport/websocket"
 )
-
-// rawConn is a connection that writes frames by hand and reads every frame
-// the server sends, as an attacker's script does.
-type rawConn struct {
-	transport.Conn
-	p      parser.Parser
-	frames chan []byte // every frame received; closed when the connection ends
-	err    error       // the read error, once frames is closed
-}
-
-func dialRaw(t *testing.T, fl pt.Flavour, url string) *rawConn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), pt.Timeout)
-	defer cancel()
-	c, err := websocket.New().Dial(ctx, url, transport.DialOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := &rawConn{Conn: c, p: fl.Parser, frames: make(chan []byte, 1<<16)}
-	go func() {
-		defer close(rc.frames)
-		for {
-			_, data, err := c.Read(context.Background())
-			if err != nil {
-				rc.err = err
-				return
-			}
-			select {
-			case rc.frames <- data:
-			default: // nobody looks at this many: drop, keep reading
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		_ = c.CloseNow()
-		for range rc.frames {
-		}
-	})
-	return rc
-}
-
-func (rc *rawConn) send(t *testing.T, v any) {
-	t.Helper()
-	b, err := rc.p.Encode(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	typ := transport.Text
-	if rc.p.Binary() {
-		typ = transport.Binary
-	}
-	if err := rc.Write(context.Background(), typ, b); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// barrier writes a plain string, which the test server echoes, and waits
-// for it: every frame sent before has been handled by then.
-func (rc *rawConn) barrier(t *testing.T, mark string) {
-	t.Helper()
-	rc.send(t, mark)
-	for {
-		f, ok := <-rc.frames
-		if !ok {
-			t.Fatalf("connection ended before the barrier: %v", rc.err)
-		}
-		if s, ok := parser.DecodeString(rc.p, f); ok && s == mark {
-			return
-		}
-	}
-}
 
 func heapAlloc() int64 {
 	runtime.GC()
@@ -119,15 +45,15 @@ func TestAskFlood(t *testing.T) {
 			sparks := pt.Sparks(srv)
 			good := dial(t, fl, url)
 			pt.Recv(t, sparks, "the good client's spark")
-			attacker := dialRaw(t, fl, url)
+			attacker := pt.DialRaw(t, fl, url)
 			victim := pt.Recv(t, sparks, "the attacker's spark")
-			attacker.barrier(t, "ready")
+			attacker.Barrier(t, "ready")
 
 			before := heapAlloc()
 			for i := range asks {
-				attacker.send(t, map[string]any{"type": 0, "data": []any{"ask", i}})
+				attacker.Send(t, map[string]any{"type": 0, "data": []any{"ask", i}})
 			}
-			attacker.barrier(t, "flooded")
+			attacker.Barrier(t, "flooded")
 			after := heapAlloc()
 
 			if n := plugs.Emitter.Pending(victim); n != bound {
@@ -146,7 +72,7 @@ func TestAskFlood(t *testing.T) {
 			if err := plugs.Emitter.SendAckFunc(context.Background(), victim, "question", func(emitter.Args, error) {}); !errors.Is(err, emitter.ErrTooManyPending) {
 				t.Errorf("SendAckFunc on the flooded connection = %v, want ErrTooManyPending", err)
 			}
-			attacker.barrier(t, "still connected")
+			attacker.Barrier(t, "still connected")
 
 			// The well-behaved client is served as before.
 			c := good
