@@ -30,7 +30,7 @@ func fuzzIncoming(t *testing.T, p parser.Parser, data []byte) {
 	if m.Check() != nil {
 		return // the core drops malformed messages before any hook
 	}
-	s := newSet(func(v any) error { _, err := p.Encode(v); return err }, pluginkit.NewCodec(p), slog.New(slog.DiscardHandler))
+	s := newSet(nil, func(v any) error { _, err := p.Encode(v); return err }, pluginkit.NewCodec(p), slog.New(slog.DiscardHandler), 0)
 	got := 0
 	if _, err := s.stream("s1", &StreamOptions{OnData: func(m *parser.Message) {
 		got++
