@@ -23,7 +23,7 @@ func pluginServer(t *testing.T) *primus.Server {
 	t.Helper()
 	em := emitter.New(nil)
 	mx := multiplex.New(nil)
-	ss := substream.New()
+	ss := substream.New(nil)
 	plugins := []plugin.Plugin{em, mx, ss}
 	srv, err := primus.New(&primus.Options{Plugins: plugins})
 	if err != nil {

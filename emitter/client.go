@@ -49,7 +49,7 @@ func (c *Client) SetupClient(h plugin.ClientHost) error {
 	}
 	c.codec = pluginkit.NewCodec(h.Parser())
 	c.log = h.Logger()
-	ep := newEndpoint(h.Client().Write)
+	ep := newEndpoint(h.Client(), h.Client().Write)
 	c.ep = ep
 	h.Install(plugin.ClientHooks{
 		Incoming: func(_ plugin.Client, m *parser.Message) (bool, error) {
@@ -104,4 +104,14 @@ func (c *Client) SendAckFunc(ctx context.Context, event string, f func(reply Arg
 		return err
 	}
 	return c.sendAckFunc(ctx, ep, event, f, args)
+}
+
+// Pending returns the number of acknowledgements the client waits for (at
+// most Options.MaxPendingAcks).
+func (c *Client) Pending() int {
+	ep, err := c.endpoint()
+	if err != nil {
+		return 0
+	}
+	return ep.count()
 }

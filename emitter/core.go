@@ -23,12 +23,27 @@ type Options struct {
 	// ends with ErrAckTimeout. Zero value means 30 s; negative means only the
 	// context bounds it.
 	AckTimeout time.Duration
+	// MaxPendingAcks bounds the acknowledgements one connection (a spark on
+	// the server, the client on a Go client) waits for at once. Each wait
+	// holds its callback, a timer and an entry (about 250 bytes, plus what
+	// the callback keeps) until the answer or the timeout, so a peer that
+	// never answers, fed events by a handler, would otherwise grow the
+	// server's memory without end. Over the bound SendAck and SendAckFunc
+	// send nothing and return ErrTooManyPending at once. Zero value means
+	// 1024: far above what answered traffic keeps in flight (that is its
+	// rate times the round trip: 1024 is 10,000 events a second at 100 ms),
+	// and at most a few hundred KiB per connection. Negative means no bound.
+	MaxPendingAcks int
 }
+
+// defaultMaxPendingAcks is Options.MaxPendingAcks' zero value.
+const defaultMaxPendingAcks = 1024
 
 // core is what the server and client sides share: handlers, encoding, and
 // the dispatch of received packets.
 type core struct {
 	ackTimeout time.Duration
+	maxPending int // ≤ 0: no bound
 
 	hmu      sync.RWMutex
 	handlers map[string][]func(*Event)
@@ -46,7 +61,10 @@ func newCore(opts *Options) core {
 	if o.AckTimeout == 0 {
 		o.AckTimeout = defaultAckTimeout
 	}
-	return core{ackTimeout: o.AckTimeout, handlers: map[string][]func(*Event){}, log: slog.New(slog.DiscardHandler)}
+	if o.MaxPendingAcks == 0 {
+		o.MaxPendingAcks = defaultMaxPendingAcks
+	}
+	return core{ackTimeout: o.AckTimeout, maxPending: o.MaxPendingAcks, handlers: map[string][]func(*Event){}, log: slog.New(slog.DiscardHandler)}
 }
 
 func (c *core) on(event string, h func(*Event)) {
@@ -157,24 +175,30 @@ func (c *core) sendAckFunc(ctx context.Context, ep *endpoint, event string, f fu
 	if reserved(event) {
 		return fmt.Errorf("%w: %q", ErrReserved, event)
 	}
-	id, ok := ep.register(f)
-	if !ok {
-		return ErrDisconnected
-	}
-	cancel := context.CancelFunc(func() {})
-	if c.ackTimeout > 0 {
-		ctx, cancel = context.WithTimeoutCause(ctx, c.ackTimeout, ErrAckTimeout)
-	}
-	stop := context.AfterFunc(ctx, func() { ep.resolve(id, nil, context.Cause(ctx)) })
-	ep.arm(id, func() {
-		stop()
-		cancel()
-	})
-	pk, err := c.eventPacket(event, args, id)
-	if err == nil {
-		err = ep.write(pk)
-	}
+	pk, err := c.eventPacket(event, args, 0)
 	if err != nil {
+		return err
+	}
+	id, err := ep.register(f, c.maxPending)
+	if err != nil {
+		return err
+	}
+	pk.ID = id
+	// The wait ends with the acknowledgement, ctx's end or the timeout,
+	// whichever comes first. The last two run f in a goroutine of their own,
+	// where only plugin.Recover stands between a panic in f and the process.
+	var timer *time.Timer
+	if d := c.ackTimeout; d > 0 {
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > d {
+			timer = time.AfterFunc(d, func() { ep.resolveAsync(id, ErrAckTimeout) })
+		}
+	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { ep.resolveAsync(id, context.Cause(ctx)) })
+	}
+	ep.arm(id, timer, stop)
+	if err := ep.write(pk); err != nil {
 		ep.resolve(id, nil, err)
 	}
 	return nil
@@ -197,75 +221,109 @@ func (c *core) sendAck(ctx context.Context, ep *endpoint, event string, args []a
 // endpoint is one connection's side of the acknowledgements: the counter of
 // the ids it sends and the callbacks waiting for their answer.
 type endpoint struct {
+	conn  any // the plugin.Spark or plugin.Client, for plugin.Recover
 	write func(v any) error
 
 	mu      sync.Mutex
 	nextID  uint64
-	pending map[uint64]*pendingAck
+	pending map[uint64]pendingAck
 	closed  bool
 }
 
+// pendingAck is one wait, kept by value: the map entry, the callback and
+// its timer are all it costs.
 type pendingAck struct {
-	f       func(Args, error)
-	release func() // stops the timer; nil until armed
+	f     func(Args, error)
+	timer *time.Timer // the timeout; nil without one, or until armed
+	stop  func() bool // unregisters from the context; nil likewise
 }
 
-func newEndpoint(write func(v any) error) *endpoint {
-	return &endpoint{write: write, pending: map[uint64]*pendingAck{}}
+// release stops the wait's timer and context registration.
+func (p pendingAck) release() {
+	if p.timer != nil {
+		p.timer.Stop()
+	}
+	if p.stop != nil {
+		p.stop()
+	}
 }
 
-// register reserves the next id for f.
-func (ep *endpoint) register(f func(Args, error)) (uint64, bool) {
+func newEndpoint(conn any, write func(v any) error) *endpoint {
+	return &endpoint{conn: conn, write: write, pending: map[uint64]pendingAck{}}
+}
+
+// register reserves the next id for f, unless max waits are pending
+// already (max ≤ 0: no bound).
+func (ep *endpoint) register(f func(Args, error), max int) (uint64, error) {
 	ep.mu.Lock()
 	defer ep.mu.Unlock()
 	if ep.closed {
-		return 0, false
+		return 0, ErrDisconnected
+	}
+	if max > 0 && len(ep.pending) >= max {
+		return 0, fmt.Errorf("%w (%d)", ErrTooManyPending, max)
 	}
 	ep.nextID++
-	ep.pending[ep.nextID] = &pendingAck{f: f}
-	return ep.nextID, true
+	ep.pending[ep.nextID] = pendingAck{f: f}
+	return ep.nextID, nil
 }
 
-// arm attaches the release of id's timer, or releases it at once when id
-// was already resolved.
-func (ep *endpoint) arm(id uint64, release func()) {
+// arm attaches id's timer and context registration, or releases them at
+// once when id was already resolved.
+func (ep *endpoint) arm(id uint64, timer *time.Timer, stop func() bool) {
 	ep.mu.Lock()
-	p := ep.pending[id]
-	if p != nil {
-		p.release = release
+	p, ok := ep.pending[id]
+	if ok {
+		p.timer, p.stop = timer, stop
+		ep.pending[id] = p
 	}
 	ep.mu.Unlock()
-	if p == nil {
-		release()
+	if !ok {
+		pendingAck{timer: timer, stop: stop}.release()
 	}
+}
+
+// count returns the number of pending waits.
+func (ep *endpoint) count() int {
+	ep.mu.Lock()
+	defer ep.mu.Unlock()
+	return len(ep.pending)
 }
 
 // resolve runs id's callback, once.
 func (ep *endpoint) resolve(id uint64, args Args, err error) {
 	ep.mu.Lock()
-	p := ep.pending[id]
+	p, ok := ep.pending[id]
 	delete(ep.pending, id)
 	ep.mu.Unlock()
-	if p == nil {
+	if !ok {
 		return
 	}
-	if p.release != nil {
-		p.release()
-	}
+	p.release()
 	p.f(args, err)
 }
 
+// resolveAsync is resolve for the timer's and the context's goroutines: a
+// panic in the callback ends the connection, not the process.
+func (ep *endpoint) resolveAsync(id uint64, err error) {
+	defer plugin.Recover(ep.conn)
+	ep.resolve(id, nil, err)
+}
+
 // failAll ends every wait with ErrDisconnected; closed refuses new ones.
+// Each callback runs under recovery of its own, so that one that panics
+// does not leave the others (and their SendAck callers) waiting for ever.
 func (ep *endpoint) failAll(closed bool) {
 	ep.mu.Lock()
 	pending := ep.pending
-	ep.pending = map[uint64]*pendingAck{}
+	ep.pending = map[uint64]pendingAck{}
 	ep.closed = ep.closed || closed
 	ep.mu.Unlock()
 	for _, p := range pending {
-		if p.release != nil {
-			p.release()
-		}
-		p.f(nil, ErrDisconnected)
+		p.release()
+		func() {
+			defer plugin.Recover(ep.conn)
+			p.f(nil, ErrDisconnected)
+		}()
 	}
 }

@@ -28,7 +28,10 @@
 // Send, SendAck and SendAckFunc address one connection; Broadcast all of
 // them. SendAck waits for the acknowledgement with a context and
 // Options.AckTimeout, and fails with ErrDisconnected when the connection ends
-// first.
+// first. A connection waits for at most Options.MaxPendingAcks (1024)
+// acknowledgements at once; over it SendAck and SendAckFunc return
+// ErrTooManyPending without sending, so that a peer that never answers
+// cannot grow the server's memory.
 //
 // # Go client
 //
@@ -56,6 +59,12 @@
 // handler must not block on an acknowledgement from its own connection
 // (SendAck): that acknowledgement is read by the goroutine that waits. Use
 // SendAckFunc there, or a goroutine.
+//
+// A panic in a handler or an acknowledgement callback, wherever it runs (a
+// SendAckFunc callback runs in a timer's goroutine when the wait times
+// out), ends the connection it was run for as the core ends it for a
+// panicking data handler: status 1011, the *primus.PanicError as the end
+// reason, Options.OnPanic; everything else goes on.
 //
 // # Channels
 //

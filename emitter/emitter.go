@@ -48,7 +48,7 @@ func (e *Emitter) SetupServer(h plugin.ServerHost) error {
 	e.codec = pluginkit.NewCodec(h.Parser())
 	e.log = h.Logger()
 	h.Install(plugin.ServerHooks{
-		Connection: func(s plugin.Spark) { e.conns.Store(s, newEndpoint(s.Write)) },
+		Connection: func(s plugin.Spark) { e.conns.Store(s, newEndpoint(s, s.Write)) },
 		Incoming: func(s plugin.Spark, m *parser.Message) (bool, error) {
 			ep := e.endpoint(s)
 			if ep == nil {
@@ -110,7 +110,9 @@ func (e *Emitter) SendAck(ctx context.Context, s plugin.Spark, event string, arg
 // acknowledgement's arguments or the error that ended the wait (ctx's,
 // ErrAckTimeout, ErrDisconnected, or the write's), unless SendAckFunc
 // itself returns an error. f runs in the goroutine that reads the
-// acknowledgement, or of the timer, and must not block.
+// acknowledgement, or of the timer, and must not block. Wherever it runs, a
+// panic in f ends the connection as a panic in a handler does (status 1011,
+// a *primus.PanicError), and the server goes on.
 func (e *Emitter) SendAckFunc(ctx context.Context, s plugin.Spark, event string, f func(reply Args, err error), args ...any) error {
 	if err := e.ready(); err != nil {
 		return err
@@ -120,6 +122,15 @@ func (e *Emitter) SendAckFunc(ctx context.Context, s plugin.Spark, event string,
 		return ErrDisconnected
 	}
 	return e.sendAckFunc(ctx, ep, event, f, args)
+}
+
+// Pending returns the number of acknowledgements the emitter waits for on
+// the connection s (at most Options.MaxPendingAcks).
+func (e *Emitter) Pending(s plugin.Spark) int {
+	if ep := e.endpoint(s); ep != nil {
+		return ep.count()
+	}
+	return 0
 }
 
 // Broadcast sends the event to every connection of the server (of the

@@ -472,3 +472,84 @@ func TestSetUpOnce(t *testing.T) {
 		t.Errorf("Broadcast before set-up = %v, want ErrUnbound", err)
 	}
 }
+
+// TestMaxPendingAcks: over Options.MaxPendingAcks waits on one connection,
+// SendAck and SendAckFunc refuse at once with ErrTooManyPending and send
+// nothing; an answer makes room again. Both sides.
+func TestMaxPendingAcks(t *testing.T) {
+	t.Parallel()
+	pt.ForEach(t, func(t *testing.T, fl pt.Flavour) {
+		const max = 3
+		held := make(chan *emitter.Event, 2*max+2)
+		opts := &emitter.Options{MaxPendingAcks: max}
+		p := setup(t, fl, opts, opts, func(p *pair) {
+			p.em.On("hold", func(ev *emitter.Event) { held <- ev })
+			p.ec.On("hold", func(ev *emitter.Event) { held <- ev })
+		})
+		type side struct {
+			name    string
+			send    func(f func(emitter.Args, error)) error
+			sendAck func() error
+			pending func() int
+		}
+		for _, s := range []side{
+			{"server", func(f func(emitter.Args, error)) error {
+				return p.em.SendAckFunc(ctx(t), p.spark, "hold", f)
+			}, func() error {
+				_, err := p.em.SendAck(ctx(t), p.spark, "hold")
+				return err
+			}, func() int { return p.em.Pending(p.spark) }},
+			{"client", func(f func(emitter.Args, error)) error {
+				return p.ec.SendAckFunc(ctx(t), "hold", f)
+			}, func() error {
+				_, err := p.ec.SendAck(ctx(t), "hold")
+				return err
+			}, p.ec.Pending},
+		} {
+			answered := make(chan error, max+1)
+			for range max {
+				if err := s.send(func(_ emitter.Args, err error) { answered <- err }); err != nil {
+					t.Fatalf("%s: SendAckFunc within the bound: %v", s.name, err)
+				}
+			}
+			if n := s.pending(); n != max {
+				t.Errorf("%s: Pending = %d, want %d", s.name, n, max)
+			}
+			if err := s.send(func(emitter.Args, error) { t.Error("callback of a refused wait ran") }); !errors.Is(err, emitter.ErrTooManyPending) {
+				t.Errorf("%s: SendAckFunc over the bound = %v, want ErrTooManyPending", s.name, err)
+			}
+			if err := s.sendAck(); !errors.Is(err, emitter.ErrTooManyPending) {
+				t.Errorf("%s: SendAck over the bound = %v, want ErrTooManyPending", s.name, err)
+			}
+			// The peer got the events within the bound, and no more.
+			evs := make([]*emitter.Event, max)
+			for i := range evs {
+				evs[i] = pt.Recv(t, held, "a held event")
+			}
+			if err := evs[0].Ack(); err != nil {
+				t.Fatal(err)
+			}
+			if err := pt.Recv(t, answered, "an answer"); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.send(func(_ emitter.Args, err error) { answered <- err }); err != nil {
+				t.Errorf("%s: SendAckFunc after an answer: %v", s.name, err)
+			}
+			evs = append(evs[1:], pt.Recv(t, held, "the event sent after the answer"))
+			for _, ev := range evs {
+				_ = ev.Ack()
+			}
+			for range max {
+				if err := pt.Recv(t, answered, "an answer"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n := s.pending(); n != 0 {
+				t.Errorf("%s: Pending = %d after every answer", s.name, n)
+			}
+			if len(held) != 0 {
+				t.Errorf("%s: a refused event was sent", s.name)
+			}
+		}
+	})
+}

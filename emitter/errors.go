@@ -17,6 +17,11 @@ var (
 	// ended (or, on a client, was lost) before it came. The event may or may
 	// not have reached the peer.
 	ErrDisconnected = errors.New("emitter: connection ended before the acknowledgement")
+	// ErrTooManyPending is returned by SendAck and SendAckFunc when the
+	// connection already waits for Options.MaxPendingAcks
+	// acknowledgements: the event is not sent. It is the peer that does not
+	// answer, or answers slower than events are sent.
+	ErrTooManyPending = errors.New("emitter: too many acknowledgements pending on the connection")
 	// ErrAcked is returned by a second Event.Ack: an event is acknowledged
 	// at most once.
 	ErrAcked = errors.New("emitter: event already acknowledged")

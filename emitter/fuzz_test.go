@@ -32,13 +32,20 @@ func fuzzIncoming(t *testing.T, p parser.Parser, data []byte) {
 	c := newCore(nil)
 	c.codec = pluginkit.NewCodec(p)
 	var writes int
-	ep := newEndpoint(func(v any) error {
+	ep := newEndpoint(nil, func(v any) error {
 		writes++
 		_, err := p.Encode(v)
 		return err
 	})
-	c.on("x", func(ev *Event) { _ = ev.Ack(ev.Args.Raw()...) })
-	ep.register(func(Args, error) {}) // id 1 is pending
+	c.on("x", func(ev *Event) {
+		for _, a := range ev.Args {
+			if err := a.Check(); err != nil {
+				t.Fatalf("argument %q of a valid message is not valid: %v", a.Bytes(), err)
+			}
+		}
+		_ = ev.Ack(ev.Args.Raw()...)
+	})
+	_, _ = ep.register(func(Args, error) {}, 0) // id 1 is pending
 	m := parser.NewMessage(p, data)
 	if m.Check() != nil {
 		return // the core drops malformed messages before any hook

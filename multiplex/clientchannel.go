@@ -33,7 +33,10 @@ type ClientChannel struct {
 	ended bool
 }
 
-var _ plugin.Client = (*ClientChannel)(nil)
+var (
+	_ plugin.Client       = (*ClientChannel)(nil)
+	_ plugin.PanicHandler = (*ClientChannel)(nil)
+)
 
 // Name returns the channel's name.
 func (ch *ClientChannel) Name() string { return ch.name }
@@ -134,7 +137,7 @@ func (ch *ClientChannel) closed(reason error, reconnecting bool) {
 	if reconnecting {
 		for _, h := range ch.hooks {
 			if h.Close != nil {
-				h.Close(ch, reason, true)
+				ch.call(func() { h.Close(ch, reason, true) })
 			}
 		}
 		return
@@ -160,16 +163,37 @@ func (ch *ClientChannel) end(reason error, notify bool) bool {
 	if notify {
 		_ = ch.client.Write(control(typeUnsubscribe, ch.id, ch.name))
 	}
+	// Every handler runs, and done is closed, even when one panics: the
+	// panic ends the client (see HandlePanic).
+	defer close(ch.done)
 	for _, h := range ch.hooks {
 		if h.Close != nil {
-			h.Close(ch, reason, false)
+			ch.call(func() { h.Close(ch, reason, false) })
 		}
 	}
 	for _, f := range ch.onEnd.Get() {
-		f(reason)
+		ch.call(func() { f(reason) })
 	}
-	close(ch.done)
 	return true
+}
+
+// call runs a handler of the channel under plugin.Recover.
+func (ch *ClientChannel) call(f func()) {
+	defer plugin.Recover(ch)
+	f()
+}
+
+// HandlePanic ends the client because code run for the channel panicked, as
+// a panic in the client's own handlers does (a *primus.PanicError): a
+// plugin set up inside the channel that calls plugin.Recover with the
+// channel reaches the core this way. When the client has no panic handler,
+// the panic goes on.
+func (ch *ClientChannel) HandlePanic(v any, stack []byte) {
+	ph, ok := ch.client.(plugin.PanicHandler)
+	if !ok {
+		panic(v)
+	}
+	ph.HandlePanic(v, stack)
 }
 
 // channelWriter is the plugin.Client that the Open hooks of a channel's

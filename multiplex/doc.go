@@ -52,7 +52,17 @@
 //     declared, not created by whatever name a client sends.
 //   - Multiplex packets do not reach the connection's data handlers.
 //   - A connection holds at most Options.MaxSubscriptions subscriptions
-//     (1024 by default); one over the limit is refused with an UNSUBSCRIBE.
+//     (1024 by default), each with an id of at most Options.MaxIDBytes
+//     (128); a subscription over either limit is refused with an
+//     UNSUBSCRIBE.
+//
+// # Panics
+//
+// A panic in a channel's handlers (connection, data, end, disconnection) or
+// in a plugin inside the channel ends the whole connection, as a panic in
+// the connection's own handlers does: status 1011 and a *primus.PanicError
+// on the server, the client ended with it on a Go client. The other handlers
+// of an ending subscription still run.
 //
 // # Plugins inside a channel
 //

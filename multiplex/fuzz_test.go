@@ -23,6 +23,9 @@ var fuzzSeeds = []string{
 	`[]`,
 	`{"substream":"s1","args":1}`,
 	`"primus::ping::1"`,
+	"[0,\"a\",\"news\",\"\xff\"]",
+	`[0,"a","news","\ud800"]`,
+	`[0,"a","news","Grüße"]`,
 }
 
 // fuzzDecode checks that decoding never panics and that what it accepts is
@@ -46,6 +49,9 @@ func fuzzDecode(t *testing.T, p parser.Parser, data []byte) {
 	pm, err := payloadMessage(c, pk)
 	if err != nil {
 		return
+	}
+	if err := pm.Check(); err != nil {
+		t.Fatalf("payload %q of a valid message is not valid: %v", pm.Bytes(), err)
 	}
 	var v any
 	if err := pm.Decode(&v); err != nil {

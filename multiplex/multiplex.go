@@ -16,7 +16,8 @@ import (
 //
 // All methods are safe for concurrent use.
 type Multiplex struct {
-	maxSubs int
+	maxSubs  int
+	maxIDLen int
 
 	mu       sync.RWMutex
 	host     plugin.ServerHost
@@ -26,8 +27,11 @@ type Multiplex struct {
 	conns    sync.Map // plugin.Spark → *conn
 }
 
-// defaultMaxSubscriptions is Options.MaxSubscriptions' zero value.
-const defaultMaxSubscriptions = 1024
+// Zero values of Options.
+const (
+	defaultMaxSubscriptions = 1024
+	defaultMaxIDBytes       = 128
+)
 
 // Options configure a Multiplex. A nil *Options means all defaults.
 type Options struct {
@@ -36,6 +40,15 @@ type Options struct {
 	// a subscription over it is refused with an UNSUBSCRIBE. Zero value
 	// means 1024; negative means no bound.
 	MaxSubscriptions int
+	// MaxIDBytes bounds the length of the id a client gives a
+	// subscription. The server keeps the id (three times over, in the
+	// subscription's key, its ID and its packets), so without this bound
+	// MaxSubscriptions would bound a connection's subscriptions in number
+	// but not in bytes: a client could hold 1024 ids of a whole message each.
+	// A subscription with a longer id is refused with an UNSUBSCRIBE. Zero
+	// value means 128 (the npm client's ids have 13 characters); negative
+	// means no bound.
+	MaxIDBytes int
 }
 
 var _ plugin.ServerPlugin = (*Multiplex)(nil)
@@ -61,8 +74,12 @@ func New(opts *Options) *Multiplex {
 	if o.MaxSubscriptions == 0 {
 		o.MaxSubscriptions = defaultMaxSubscriptions
 	}
+	if o.MaxIDBytes == 0 {
+		o.MaxIDBytes = defaultMaxIDBytes
+	}
 	return &Multiplex{
 		maxSubs:  o.MaxSubscriptions,
+		maxIDLen: o.MaxIDBytes,
 		log:      slog.New(slog.DiscardHandler),
 		channels: map[string]*Channel{},
 	}
@@ -164,6 +181,9 @@ func (mx *Multiplex) incoming(s plugin.Spark, m *parser.Message) (bool, error) {
 			_ = s.Write(control(typeUnsubscribe, p.id, p.name))
 		case mx.maxSubs > 0 && c.count() >= mx.maxSubs:
 			mx.log.Debug("multiplex: subscription over the limit refused", "channel", p.name, "limit", mx.maxSubs)
+			_ = s.Write(control(typeUnsubscribe, p.id, p.name))
+		case mx.maxIDLen > 0 && len(p.key) > mx.maxIDLen:
+			mx.log.Debug("multiplex: subscription with an over-long id refused", "channel", p.name, "bytes", len(p.key), "limit", mx.maxIDLen)
 			_ = s.Write(control(typeUnsubscribe, p.id, p.name))
 		default:
 			ch.subscribe(c, key, p.id)

@@ -694,7 +694,7 @@ func TestSubstreamOnChannel(t *testing.T) {
 	t.Parallel()
 	pt.ForEach(t, func(t *testing.T, fl pt.Flavour) {
 		s := startServer(t, fl)
-		ss := substream.New()
+		ss := substream.New(nil)
 		files := s.mx.Channel("files")
 		if err := files.Use(ss); err != nil {
 			t.Fatal(err)

@@ -35,7 +35,10 @@ type Spark struct {
 	onEnd  pluginkit.Handlers[func(error)]
 }
 
-var _ plugin.Spark = (*Spark)(nil)
+var (
+	_ plugin.Spark        = (*Spark)(nil)
+	_ plugin.PanicHandler = (*Spark)(nil)
+)
 
 // ID is unique on the server: the connection's id, the subscription's id
 // chosen by the client, and the channel's name, joined by colons (the npm
@@ -154,17 +157,39 @@ func (cs *Spark) end(reason error, notify bool) bool {
 	}
 	cs.ch.mu.Unlock()
 	cs.cancel()
+	// Every handler runs, and done is closed, even when one panics: the
+	// panic ends the connection (see HandlePanic), and the plugins inside
+	// the channel still learn that the subscription ended.
+	defer close(cs.done)
 	for _, f := range cs.onEnd.Get() {
-		f(reason)
+		cs.call(func() { f(reason) })
 	}
 	for _, h := range cs.ch.getHooks() {
 		if h.Close != nil {
-			h.Close(cs, reason)
+			cs.call(func() { h.Close(cs, reason) })
 		}
 	}
 	for _, f := range cs.ch.onDisconnection.Get() {
-		f(cs)
+		cs.call(func() { f(cs) })
 	}
-	close(cs.done)
 	return true
+}
+
+// call runs a handler of the subscription under plugin.Recover.
+func (cs *Spark) call(f func()) {
+	defer plugin.Recover(cs)
+	f()
+}
+
+// HandlePanic ends the subscription's connection because code run for the
+// subscription panicked, as a panic in the connection's own handlers does
+// (status 1011, a *primus.PanicError): a plugin set up inside the channel
+// that calls plugin.Recover with the subscription reaches the core this
+// way. When the connection has no panic handler, the panic goes on.
+func (cs *Spark) HandlePanic(v any, stack []byte) {
+	ph, ok := cs.conn.spark.(plugin.PanicHandler)
+	if !ok {
+		panic(v)
+	}
+	ph.HandlePanic(v, stack)
 }

@@ -1,7 +1,9 @@
 package parser_test
 
 import (
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/go-primus/primus/parser"
 )
@@ -77,6 +79,46 @@ func BenchmarkDecode(b *testing.B) {
 			for b.Loop() {
 				if _, ok := parser.DecodeString(p, ping); !ok {
 					b.Fatal("not a string")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkIncomingCheck measures what the core does to every text message
+// before any handler sees it: a UTF-8 scan unless the parser's Valid
+// already checks UTF-8 (parser.UTF8Checker), then Valid.
+func BenchmarkIncomingCheck(b *testing.B) {
+	long := func(unit string, n int) []byte {
+		s := strings.Repeat(unit, n/len(unit))
+		out, _ := parser.JSON.Encode(s)
+		return out
+	}
+	chat, _ := parser.JSON.Encode(sample)
+	cases := []struct {
+		name string
+		data []byte
+	}{
+		{"ping", []byte(`"primus::pong::1795653346808"`)},
+		{"chat", chat},
+		{"ascii-64KiB", long("x", 64<<10)},
+		{"latin-64KiB", long("Grüße, Jörg! ", 64<<10)},
+		{"cjk-64KiB", long("日本語のテキスト", 64<<10)},
+	}
+	p := parser.JSON
+	v := p.(parser.Validator)
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(c.data)))
+			for b.Loop() {
+				if u, ok := p.(parser.UTF8Checker); !ok || !u.ChecksUTF8() {
+					if !utf8.Valid(c.data) {
+						b.Fatal("invalid UTF-8")
+					}
+				}
+				if err := v.Valid(c.data); err != nil {
+					b.Fatal(err)
 				}
 			}
 		})

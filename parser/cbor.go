@@ -11,7 +11,18 @@ import (
 // sent in a binary frame. Maps decode into map[string]any when the target is
 // an interface, so decoded values look like those of the JSON parser. It is
 // safe for concurrent use.
+//
+// Valid and Decode refuse a text string that is not valid UTF-8, anywhere in
+// a message (an error wrapping ErrDecode and ErrInvalidUTF8, which makes the
+// server close the connection with status 1007), so that a forwarded
+// message never carries one to a browser; and nesting deeper than 64
+// arrays, maps and tags. Both limits are the same for Valid and Decode.
 var CBOR Parser = newCBOR()
+
+// maxCBORDepth bounds the nesting of arrays, maps and tags. fxamacker/cbor
+// checks it in Wellformed and, with the same code, at the start of
+// Unmarshal, so Valid and Decode agree on it.
+const maxCBORDepth = 64
 
 type cborParser struct {
 	enc cbor.EncMode
@@ -33,7 +44,7 @@ func newCBOR() cborParser {
 	}
 	dec, err := cbor.DecOptions{
 		DefaultMapType:    reflect.TypeOf(map[string]any(nil)),
-		MaxNestedLevels:   64,
+		MaxNestedLevels:   maxCBORDepth,
 		MaxArrayElements:  1 << 20,
 		MaxMapPairs:       1 << 20,
 		DupMapKey:         cbor.DupMapKeyQuiet,
@@ -41,6 +52,7 @@ func newCBOR() cborParser {
 		TagsMd:            cbor.TagsAllowed,
 		IntDec:            cbor.IntDecConvertNone,
 		ExtraReturnErrors: cbor.ExtraDecErrorNone,
+		UTF8:              cbor.UTF8RejectInvalid, // the default, and relied on: see Decode
 	}.DecMode()
 	if err != nil {
 		panic(err)
@@ -59,7 +71,17 @@ func (p cborParser) Encode(v any) ([]byte, error) {
 	return b, nil
 }
 
+// Decode decodes data into v. fxamacker/cbor refuses invalid UTF-8 in the
+// text strings it decodes (UTF8RejectInvalid), but not in those it skips
+// (a struct's unknown fields) or, in Wellformed, anywhere: the text strings
+// are checked here first, so that Decode refuses what Valid refuses.
 func (p cborParser) Decode(data []byte, v any) error {
+	if text, off, bad := cborBadText(data); bad {
+		if err := p.dec.Wellformed(data); err != nil {
+			return fmt.Errorf("%w: %w", ErrDecode, err) // what Valid says first
+		}
+		return invalidUTF8(text, off)
+	}
 	if err := p.dec.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
@@ -78,9 +100,17 @@ func (p cborParser) DecodeString(data []byte) (string, bool) {
 	return s, true
 }
 
+// Valid checks that data is one well-formed CBOR data item within the
+// decoder's limits, and that its text strings are valid UTF-8
+// (fxamacker/cbor's Wellformed does not look at them).
 func (p cborParser) Valid(data []byte) error {
 	if err := p.dec.Wellformed(data); err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
+	if text, off, bad := cborBadText(data); bad {
+		return invalidUTF8(text, off)
+	}
 	return nil
 }
+
+var _ Validator = cborParser{}

@@ -1,11 +1,29 @@
 package parser
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf8"
+)
 
-// validJSON reports whether b is one well-formed JSON value (RFC 8259, with
-// encoding/json's leniency: bytes ≥ 0x80 in strings are not checked), without
-// allocating. Strings, the bulk of most messages, are scanned eight bytes at
-// a time.
+// maxJSONDepth is encoding/json's nesting limit (maxNestingDepth in its
+// scanner): a value may sit inside at most this many arrays and objects,
+// counting the empty ones. The scanner pushes a level for every '[' and '{'
+// and fails as soon as it holds more than this, so validJSON refuses the
+// opening of a container when this many are already open.
+const maxJSONDepth = 10000
+
+// validJSON reports whether b is one well-formed JSON value (RFC 8259) made
+// of valid UTF-8, without allocating: exactly json.Valid(b) &&
+// utf8.Valid(b), nesting limit included, so that whatever it accepts
+// encoding/json decodes. Strings, the bulk of most messages, are scanned
+// eight bytes at a time; only bytes ≥ 0x80 leave that path, to be checked
+// as UTF-8 sequences.
+//
+// Escapes are checked for their syntax only: a lone surrogate ("\ud800") is
+// valid JSON text and valid UTF-8 on the wire. encoding/json decodes it as
+// U+FFFD and JavaScript's JSON.parse keeps it, and neither closes a
+// connection over it, so it is not refused.
 func validJSON(b []byte) bool {
 	var stack [64]byte // open containers beyond this depth use more
 	st := stack[:0]
@@ -22,13 +40,13 @@ func validJSON(b []byte) bool {
 				return false
 			}
 		case c == '{':
+			if len(st) >= maxJSONDepth { // an empty object counts too
+				return false
+			}
 			i = skipWS(b, i+1)
 			if i < len(b) && b[i] == '}' {
 				i++
 				break
-			}
-			if len(st) >= 10000 {
-				return false
 			}
 			st = append(st, '{')
 			// A key, then ':'.
@@ -46,13 +64,13 @@ func validJSON(b []byte) bool {
 			i = skipWS(b, i+1)
 			continue
 		case c == '[':
+			if len(st) >= maxJSONDepth {
+				return false
+			}
 			i = skipWS(b, i+1)
 			if i < len(b) && b[i] == ']' {
 				i++
 				break
-			}
-			if len(st) >= 10000 {
-				return false
 			}
 			st = append(st, '[')
 			continue
@@ -143,13 +161,17 @@ const (
 // index after its closing quote.
 func scanString(b []byte, i int) (int, bool) {
 	for {
-		// Eight plain bytes at a time: none is '"', '\\' or below 0x20.
+		// Eight plain bytes at a time: none is '"', '\\', below 0x20 or
+		// ≥ 0x80. Each term flags the bytes it matches in their top bit
+		// (borrows may flag bytes above a match, never below the first), so
+		// the lowest flag is the first byte to look at.
 		for i+8 <= len(b) {
 			x := binary.LittleEndian.Uint64(b[i:])
 			q := x ^ (lo8 * '"')
 			s := x ^ (lo8 * '\\')
-			special := ((q - lo8) &^ q) | ((s - lo8) &^ s) | ((x - lo8*0x20) &^ x)
-			if special&hi8 != 0 {
+			special := (((q - lo8) &^ q) | ((s - lo8) &^ s) | ((x - lo8*0x20) &^ x) | x) & hi8
+			if special != 0 {
+				i += bits.TrailingZeros64(special) >> 3
 				break
 			}
 			i += 8
@@ -182,8 +204,24 @@ func scanString(b []byte, i int) (int, bool) {
 			}
 		case c < 0x20:
 			return i, false
-		default:
+		case c < utf8.RuneSelf:
 			i++
+		default:
+			// A run of bytes ≥ 0x80 (all of a text in most scripts other
+			// than Latin), found eight bytes at a time. A valid UTF-8
+			// sequence is made of such bytes only, so the run is valid
+			// exactly when it is valid UTF-8 on its own.
+			j := i + 1
+			for j+8 <= len(b) && binary.LittleEndian.Uint64(b[j:])&hi8 == hi8 {
+				j += 8
+			}
+			for j < len(b) && b[j] >= utf8.RuneSelf {
+				j++
+			}
+			if !utf8.Valid(b[i:j]) {
+				return i, false
+			}
+			i = j
 		}
 	}
 }

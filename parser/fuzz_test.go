@@ -1,7 +1,9 @@
 package parser_test
 
 import (
+	"errors"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/go-primus/primus/parser"
 )
@@ -24,6 +26,14 @@ func fuzzParser(f *testing.F, p parser.Parser, seeds [][]byte) {
 			if checkErr != nil {
 				t.Fatalf("Check failed (%v) but Decode succeeded", checkErr)
 			}
+		}
+		// Invalid UTF-8 is one verdict, whoever looks: the server closes
+		// the connection for it, so Check and Decode must agree.
+		if errors.Is(checkErr, parser.ErrInvalidUTF8) != errors.Is(decErr, parser.ErrInvalidUTF8) {
+			t.Fatalf("invalid UTF-8: Check says %v, Decode %v", checkErr, decErr)
+		}
+		if !p.Binary() && errors.Is(checkErr, parser.ErrInvalidUTF8) == utf8.Valid(data) {
+			t.Fatalf("Check = %v for a text message whose UTF-8 validity is %v", checkErr, utf8.Valid(data))
 		}
 		if s, ok := parser.DecodeString(p, data); ok {
 			var s2 string
@@ -49,11 +59,13 @@ func FuzzJSONDecode(f *testing.F) {
 	fuzzParser(f, parser.JSON, [][]byte{
 		[]byte(`"primus::ping::1795653346808"`), []byte(`"primus::id::"`), []byte(`{"a":[1,"b",null,true]}`),
 		[]byte(`"\u2028"`), []byte(`{bad`), []byte(`"\ud800"`), []byte(`1e999`), []byte(` "x" `), []byte(`"a\"b"`),
+		[]byte("\"primus::pong::\xff\""), []byte("[0,\"a\",\"news\",\"\xff\"]"), []byte(`"Jörg"`), []byte("[1,\xff]"),
 	})
 }
 
 func FuzzCBORDecode(f *testing.F) {
 	ping, _ := parser.CBOR.Encode("primus::ping::1795653346808")
 	obj, _ := parser.CBOR.Encode(map[string]any{"a": []any{1, "b", nil, true}})
-	fuzzParser(f, parser.CBOR, [][]byte{ping, obj, {0xff}, {0x9f, 0x01, 0xff}, {0xa1, 0x01, 0x02}, {0xc1, 0x1a, 0, 0, 0, 1}, {0x7f, 0x61, 'a', 0xff}})
+	fuzzParser(f, parser.CBOR, [][]byte{ping, obj, {0xff}, {0x9f, 0x01, 0xff}, {0xa1, 0x01, 0x02}, {0xc1, 0x1a, 0, 0, 0, 1}, {0x7f, 0x61, 'a', 0xff},
+		{0x61, 0xff}, {0x84, 0x00, 0x61, 'a', 0x64, 'n', 'e', 'w', 's', 0x61, 0xff}, {0x7f, 0x61, 0xc3, 0x61, 0xa9, 0xff}})
 }

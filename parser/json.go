@@ -10,6 +10,14 @@ import (
 // JSON is the default parser: each message is the JSON text of one value, the
 // same as Primus's "json" parser (JSON.stringify / JSON.parse). It is safe for
 // concurrent use.
+//
+// A message is valid when encoding/json would decode it and it is valid UTF-8:
+// Valid and Decode refuse invalid UTF-8 anywhere in a message (with an error
+// wrapping ErrDecode and ErrInvalidUTF8, which makes the server close the
+// connection with status 1007) and nesting deeper than encoding/json's limit
+// of 10,000 arrays and objects. A lone surrogate escape ("\ud800") is valid
+// JSON text made of ASCII, so it is accepted: encoding/json decodes it as
+// U+FFFD, and a browser's JSON.parse keeps it as it is.
 var JSON Parser = jsonParser{}
 
 type jsonParser struct{}
@@ -24,7 +32,7 @@ func (jsonParser) Encode(v any) ([]byte, error) {
 		return appendJSONString(make([]byte, 0, len(s)+2), s), nil
 	}
 	if raw, ok := v.(json.RawMessage); ok {
-		if !json.Valid(raw) {
+		if !validJSON(raw) {
 			return nil, fmt.Errorf("%w: invalid json.RawMessage", ErrEncode)
 		}
 		return bytes.Clone(raw), nil
@@ -37,6 +45,11 @@ func (jsonParser) Encode(v any) ([]byte, error) {
 }
 
 func (jsonParser) Decode(data []byte, v any) error {
+	// encoding/json would turn invalid UTF-8 into U+FFFD; refuse it, as
+	// Valid does.
+	if !utf8.Valid(data) {
+		return invalidUTF8(data, 0)
+	}
 	if err := json.Unmarshal(data, v); err != nil {
 		return fmt.Errorf("%w: %w", ErrDecode, err)
 	}
@@ -51,7 +64,10 @@ func (p jsonParser) DecodeString(data []byte) (string, bool) {
 		return "", false
 	}
 	inner := data[1 : len(data)-1]
-	simple := utf8.Valid(inner)
+	if !utf8.Valid(inner) {
+		return "", false // what Decode refuses is no string
+	}
+	simple := true
 	for _, c := range inner {
 		if c == '\\' || c == '"' || c < 0x20 {
 			simple = false
@@ -124,14 +140,31 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
+// Valid checks data as Decode would, UTF-8 included, without building a
+// value.
 func (jsonParser) Valid(data []byte) error {
-	if !validJSON(data) {
-		// Decode to get encoding/json's precise description of the problem.
-		var v any
-		if err := json.Unmarshal(data, &v); err != nil {
-			return fmt.Errorf("%w: %w", ErrDecode, err)
-		}
-		return fmt.Errorf("%w: invalid JSON", ErrDecode)
+	if validJSON(data) {
+		return nil
 	}
-	return nil
+	// The rare path: say why. Invalid UTF-8 anywhere, even where the
+	// syntax already failed, is what the server must close the connection
+	// for, so it is checked first.
+	if !utf8.Valid(data) {
+		return invalidUTF8(data, 0)
+	}
+	// Decode to get encoding/json's precise description of the problem.
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return fmt.Errorf("%w: %w", ErrDecode, err)
+	}
+	return fmt.Errorf("%w: invalid JSON", ErrDecode)
 }
+
+// ChecksUTF8 reports that Valid refuses invalid UTF-8 anywhere in a message,
+// so the server need not scan messages a second time.
+func (jsonParser) ChecksUTF8() bool { return true }
+
+var (
+	_ Validator   = jsonParser{}
+	_ UTF8Checker = jsonParser{}
+)

@@ -178,3 +178,33 @@ func TestFallbacks(t *testing.T) {
 	v, _ := m.Value()
 	assert.Equal(t, []any{float64(1)}, v)
 }
+
+// TestJSONInvalidUTF8: invalid UTF-8 anywhere in a JSON message is refused by
+// every way in (Check, Decode, DecodeString) with ErrInvalidUTF8, so that the
+// server closes the connection instead of forwarding it; a lone surrogate
+// escape is ASCII on the wire, and accepted.
+func TestJSONInvalidUTF8(t *testing.T) {
+	u, ok := parser.JSON.(parser.UTF8Checker)
+	require.True(t, ok && u.ChecksUTF8(), "the JSON parser checks UTF-8 itself")
+	for _, b := range []string{
+		"\"\xff\"", "[0,\"a\",\"news\",\"\xff\"]", "{\"k\xff\":1}", "[1,\xff]", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
+		"\"\xf4\x90\x80\x80\"", "\"primus::ping::1\xff\"", "{bad\xff", "\"abcdefgh\xe6\x97\"",
+	} {
+		m := parser.NewMessage(parser.JSON, []byte(b))
+		err := m.Check()
+		assert.ErrorIs(t, err, parser.ErrInvalidUTF8, "%q", b)
+		assert.ErrorIs(t, err, parser.ErrDecode, "%q", b)
+		var v any
+		assert.ErrorIs(t, parser.JSON.Decode([]byte(b), &v), parser.ErrInvalidUTF8, "%q", b)
+		_, ok := parser.DecodeString(parser.JSON, []byte(b))
+		assert.False(t, ok, "%q", b)
+	}
+	for _, b := range []string{`"\ud800"`, `"Jörg 😀"`, `["日本語",{"é":"\udc00"}]`} {
+		require.NoError(t, parser.NewMessage(parser.JSON, []byte(b)).Check(), b)
+	}
+	s, ok := parser.DecodeString(parser.JSON, []byte(`"\ud800"`))
+	assert.True(t, ok)
+	assert.Equal(t, "\ufffd", s, "encoding/json decodes a lone surrogate as U+FFFD")
+	_, err := parser.JSON.Encode(json.RawMessage("\"\xff\""))
+	assert.ErrorIs(t, err, parser.ErrEncode, "a json.RawMessage with invalid UTF-8 is not sent")
+}

@@ -40,7 +40,8 @@ func (c *Client) SetupClient(h plugin.ClientHost) error {
 	if c.set != nil {
 		return ErrBound
 	}
-	set := newSet(h.Client().Write, pluginkit.NewCodec(h.Parser()), h.Logger())
+	// No bound: only the client's own code opens its streams.
+	set := newSet(h.Client(), h.Client().Write, pluginkit.NewCodec(h.Parser()), h.Logger(), 0)
 	c.set = set
 	h.Install(plugin.ClientHooks{
 		Incoming: func(_ plugin.Client, m *parser.Message) (bool, error) { return set.incoming(m), nil },

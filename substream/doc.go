@@ -15,7 +15,7 @@
 // Create a Substream, pass it in primus.Options.Plugins, and open streams
 // on a connection, typically when it arrives:
 //
-//	ss := substream.New()
+//	ss := substream.New(nil)
 //	srv, err := primus.New(&primus.Options{Plugins: []plugin.Plugin{ss}})
 //	srv.OnConnection(func(sp *primus.Spark) {
 //		logs, _ := ss.Stream(sp, "logs", &substream.StreamOptions{
@@ -33,7 +33,12 @@
 //	logs, err := sc.Stream("logs", &substream.StreamOptions{OnData: func(m *primus.Message) { … }})
 //
 // A server's streams end with their connection; a client's outlive
-// reconnections and end with the client, as with the npm plugin. Either side
+// reconnections and end with the client, as with the npm plugin. A
+// connection has at most Options.MaxStreams (1024) streams open on the
+// server; over it Stream returns ErrTooManyStreams. A panic in a stream's
+// handlers ends its connection (status 1011, a *primus.PanicError), as a
+// panic in the connection's own handlers does; the other streams of an
+// ending connection still end and run their handlers. Either side
 // may End a stream, after which a new stream of the same name may be
 // created. A substream works inside a multiplex channel too (streams over a
 // channel subscription).

@@ -10,6 +10,9 @@ var (
 	// ended (on a client: that ended for good; streams outlive
 	// reconnections). It wraps the connection's own reason, if any.
 	ErrDisconnected = errors.New("substream: connection ended")
+	// ErrTooManyStreams is returned by Substream.Stream when the connection
+	// already has Options.MaxStreams streams open; no stream is created.
+	ErrTooManyStreams = errors.New("substream: too many streams open on the connection")
 	// ErrUnbound is returned by a plugin value that was not set up yet: pass
 	// it in primus.Options.Plugins or primus.ClientOptions.Plugins first.
 	ErrUnbound = errors.New("substream: plugin not set up; pass it in primus.Options.Plugins or primus.ClientOptions.Plugins")

@@ -14,7 +14,7 @@ import (
 // Every connection gets a substream "upper" that answers in capitals; a Go
 // client opens its own end of it, writes, and ends it.
 func Example() {
-	ss := substream.New()
+	ss := substream.New(nil)
 	srv, err := primus.New(&primus.Options{Plugins: []plugin.Plugin{ss}})
 	if err != nil {
 		panic(err)

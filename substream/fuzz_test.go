@@ -30,10 +30,13 @@ func fuzzIncoming(t *testing.T, p parser.Parser, data []byte) {
 	if m.Check() != nil {
 		return // the core drops malformed messages before any hook
 	}
-	s := newSet(func(v any) error { _, err := p.Encode(v); return err }, pluginkit.NewCodec(p), slog.New(slog.DiscardHandler))
+	s := newSet(nil, func(v any) error { _, err := p.Encode(v); return err }, pluginkit.NewCodec(p), slog.New(slog.DiscardHandler), 0)
 	got := 0
 	if _, err := s.stream("s1", &StreamOptions{OnData: func(m *parser.Message) {
 		got++
+		if err := m.Check(); err != nil {
+			t.Fatalf("stream data %q of a valid message is not valid: %v", m.Bytes(), err)
+		}
 		var v any
 		if err := m.Decode(&v); err != nil {
 			t.Fatalf("stream data %q does not decode: %v", m.Bytes(), err)

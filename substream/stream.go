@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-primus/primus/internal/pluginkit"
 	"github.com/go-primus/primus/parser"
+	"github.com/go-primus/primus/plugin"
 )
 
 // endMarker is the payload that ends a substream.
@@ -105,26 +106,34 @@ func (st *Stream) end(reason error, notify bool) bool {
 	if notify {
 		_ = st.set.write(packet{Substream: st.name, Args: endMarker})
 	}
+	// Every end handler runs, and done is closed, even when one panics: the
+	// panic ends the connection (plugin.Recover), as a panic in the
+	// connection's own handlers does.
+	defer close(st.done)
 	for _, f := range st.onEnd.Get() {
-		f(reason)
+		func() {
+			defer plugin.Recover(st.set.conn)
+			f(reason)
+		}()
 	}
-	close(st.done)
 	return true
 }
 
 // set is the streams of one connection.
 type set struct {
+	conn  any // the plugin.Spark or plugin.Client, for plugin.Recover
 	write func(v any) error
 	codec pluginkit.Codec
 	log   *slog.Logger
+	max   int // streams open at once; ≤ 0: no bound
 
 	mu     sync.Mutex
 	byName map[string]*Stream
 	closed bool
 }
 
-func newSet(write func(any) error, codec pluginkit.Codec, log *slog.Logger) *set {
-	return &set{write: write, codec: codec, log: log, byName: map[string]*Stream{}}
+func newSet(conn any, write func(any) error, codec pluginkit.Codec, log *slog.Logger, max int) *set {
+	return &set{conn: conn, write: write, codec: codec, log: log, max: max, byName: map[string]*Stream{}}
 }
 
 // stream returns the open stream name, creating it.
@@ -136,6 +145,10 @@ func (s *set) stream(name string, opts *StreamOptions) (*Stream, error) {
 	}
 	st := s.byName[name]
 	if st == nil {
+		if s.max > 0 && len(s.byName) >= s.max {
+			s.log.Debug("substream: stream over the limit refused", "substream", name, "limit", s.max)
+			return nil, fmt.Errorf("%w (%d): %q", ErrTooManyStreams, s.max, name)
+		}
 		st = &Stream{set: s, name: name, done: make(chan struct{})}
 		s.byName[name] = st
 	}

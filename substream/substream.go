@@ -16,6 +16,8 @@ import (
 //
 // All methods are safe for concurrent use.
 type Substream struct {
+	max int // ≤ 0: no bound
+
 	mu    sync.Mutex
 	host  plugin.ServerHost
 	codec pluginkit.Codec
@@ -25,8 +27,32 @@ type Substream struct {
 
 var _ plugin.ServerPlugin = (*Substream)(nil)
 
+// defaultMaxStreams is Options.MaxStreams' zero value.
+const defaultMaxStreams = 1024
+
+// Options configure a Substream. A nil *Options means all defaults.
+type Options struct {
+	// MaxStreams bounds the streams open at once on one connection. Streams
+	// are created by the server's own code, never by the client's packets
+	// (those for a name without a stream are ordinary data), but code that
+	// opens streams named by what clients send would otherwise let a client
+	// grow the server's memory without end. Over the bound Stream returns
+	// ErrTooManyStreams and creates nothing; ending a stream frees its
+	// place. Zero value means 1024; negative means no bound.
+	MaxStreams int
+}
+
 // New returns the server side of the substream plugin.
-func New() *Substream { return &Substream{} }
+func New(opts *Options) *Substream {
+	var o Options
+	if opts != nil {
+		o = *opts
+	}
+	if o.MaxStreams == 0 {
+		o.MaxStreams = defaultMaxStreams
+	}
+	return &Substream{max: o.MaxStreams}
+}
 
 // Name is "substream".
 func (ss *Substream) Name() string { return "substream" }
@@ -42,7 +68,7 @@ func (ss *Substream) SetupServer(h plugin.ServerHost) error {
 	ss.codec = pluginkit.NewCodec(h.Parser())
 	ss.log = h.Logger()
 	h.Install(plugin.ServerHooks{
-		Connection: func(s plugin.Spark) { ss.sets.Store(s, newSet(s.Write, ss.codec, ss.log)) },
+		Connection: func(s plugin.Spark) { ss.sets.Store(s, newSet(s, s.Write, ss.codec, ss.log, ss.max)) },
 		Incoming: func(s plugin.Spark, m *parser.Message) (bool, error) {
 			if v, ok := ss.sets.Load(s); ok {
 				return v.(*set).incoming(m), nil
@@ -61,7 +87,8 @@ func (ss *Substream) SetupServer(h plugin.ServerHost) error {
 // Stream returns the stream name on the connection s, creating it (nothing
 // is sent: the client's packets for that name are the stream's from now
 // on). When the stream is already open, opts' handlers are added to it. It
-// returns ErrClosed when s has ended.
+// returns ErrClosed when s has ended, and ErrTooManyStreams when s already
+// has Options.MaxStreams streams open.
 func (ss *Substream) Stream(s plugin.Spark, name string, opts *StreamOptions) (*Stream, error) {
 	ss.mu.Lock()
 	bound := ss.host != nil

@@ -29,7 +29,7 @@ type server struct {
 func startServer(t *testing.T, fl pt.Flavour) *server {
 	t.Helper()
 	s := &server{
-		ss:      substream.New(),
+		ss:      substream.New(nil),
 		streams: make(chan *substream.Stream, 64),
 		ends:    make(chan error, 64),
 		data:    make(chan *primus.Message, 64),
@@ -326,7 +326,7 @@ func TestConnectionEnd(t *testing.T) {
 
 func TestSetUp(t *testing.T) {
 	t.Parallel()
-	ss := substream.New()
+	ss := substream.New(nil)
 	if _, err := primus.New(&primus.Options{Plugins: []plugin.Plugin{ss}}); err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +336,7 @@ func TestSetUp(t *testing.T) {
 	if _, err := substream.NewClient().Stream("x", nil); !errors.Is(err, substream.ErrUnbound) {
 		t.Errorf("Stream before set-up = %v, want ErrUnbound", err)
 	}
-	if _, err := substream.New().Stream(nil, "x", nil); !errors.Is(err, substream.ErrUnbound) {
+	if _, err := substream.New(nil).Stream(nil, "x", nil); !errors.Is(err, substream.ErrUnbound) {
 		t.Errorf("server Stream before set-up = %v, want ErrUnbound", err)
 	}
 }

@@ -17,6 +17,13 @@ import (
 // into a generic value once (parser.Message caches it, so plugins that look
 // at one message share the work) and each part that is handed on is encoded
 // again on its own.
+//
+// Messages given to a Codec must have passed parser.Message.Check, as every
+// message does before the core hands it to a plugin's hooks: JSON parts are
+// then slices of valid JSON text cut at token boundaries, so each part is
+// itself valid JSON and valid UTF-8, and a plugin that forwards a part
+// (an event argument's Raw(), a channel's payload) never forwards what the
+// core refused at the connection. The plugins' fuzz targets hold them to it.
 type Codec struct {
 	p    parser.Parser
 	json bool

@@ -5,9 +5,12 @@ package plugintest
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/parser"
@@ -109,4 +112,35 @@ func Sparks(srv *primus.Server) <-chan *primus.Spark {
 	ch := make(chan *primus.Spark, 64)
 	srv.OnConnection(func(sp *primus.Spark) { ch <- sp })
 	return ch
+}
+
+// End is how a spark ended.
+type End struct {
+	Spark  *primus.Spark
+	Reason error
+}
+
+// Ends returns a channel that receives the end of every spark the server
+// accepts from now on.
+func Ends(srv *primus.Server) <-chan End {
+	ch := make(chan End, 64)
+	srv.OnConnection(func(sp *primus.Spark) {
+		sp.OnEnd(func(reason error) { ch <- End{sp, reason} })
+	})
+	return ch
+}
+
+// IsPanic fails the test unless err is the *primus.PanicError of a panic
+// with value v.
+func IsPanic(t testing.TB, err error, v any) {
+	t.Helper()
+	var pe *primus.PanicError
+	if !errors.Is(err, primus.ErrPanic) || !errors.As(err, &pe) || pe.Value != v || len(pe.Stack) == 0 {
+		t.Fatalf("end reason %v, want the *primus.PanicError of panic(%v) with its stack", err, v)
+	}
+}
+
+// CloseStatus returns the WebSocket close status in err's chain, or -1.
+func CloseStatus(err error) int {
+	return int(websocket.CloseStatus(err))
 }

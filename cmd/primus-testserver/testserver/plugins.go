@@ -33,7 +33,7 @@ func ParsePlugins(list string) (*Plugins, error) {
 		case "multiplex":
 			p.Multiplex = multiplex.New(nil)
 		case "substream":
-			p.Substream = substream.New()
+			p.Substream = substream.New(nil)
 		default:
 			return nil, fmt.Errorf("unknown plugin %q (want emitter, multiplex, substream or none)", name)
 		}
