@@ -138,6 +138,7 @@ var (
 type Client struct {
 	url         string
 	baseURL     *url.URL
+	serverMax   int64 // the largest message the server takes (its spec); 0: unknown
 	dialer      transport.Dialer
 	parser      parser.Parser
 	frameType   transport.MessageType
@@ -287,6 +288,7 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 		c.log.Warn("primus: could not read the server's spec; using a 45s ping timeout and no recovery", "error", err)
 	}
 	c.rs.offered = err == nil && sp.recovery > 0
+	c.serverMax = sp.maxMessage
 	if c.pingTimeout == 0 {
 		c.pingTimeout = 45 * time.Second
 		if err == nil {
@@ -319,6 +321,7 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 type spec struct {
 	pingInterval time.Duration // negative: heartbeats off
 	recovery     time.Duration // the recovery window; 0: off
+	maxMessage   int64         // the largest message the server takes; 0: unknown
 }
 
 // fetchSpec reads <pathname>/spec.
@@ -352,11 +355,12 @@ func fetchSpec(ctx context.Context, hc *http.Client, u *url.URL) (spec, error) {
 	var raw struct {
 		PingInterval json.RawMessage `json:"pingInterval"`
 		Recovery     float64         `json:"recovery"`
+		MaxMessage   int64           `json:"maxMessageSize"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&raw); err != nil {
 		return spec{}, err
 	}
-	sp := spec{recovery: time.Duration(raw.Recovery * float64(time.Millisecond))}
+	sp := spec{recovery: time.Duration(raw.Recovery * float64(time.Millisecond)), maxMessage: raw.MaxMessage}
 	if string(raw.PingInterval) == "false" {
 		sp.pingInterval = -1
 		return sp, nil
@@ -726,8 +730,10 @@ func (c *Client) control(conn transport.Conn, s string) bool {
 
 // Write encodes v and sends it, or queues it while the client is offline
 // (flushed in order when a connection opens). It returns ErrClosed after
-// the client ended and ErrQueueFull when the offline queue is full. A write
-// that fails on a dying connection is queued again for the next one.
+// the client ended, ErrQueueFull when the offline queue is full, and
+// ErrMessageTooBig for a message over the server's MaxMessageSize (read
+// from its spec). A write that fails on a dying connection is queued again
+// for the next one.
 func (c *Client) Write(v any) error {
 	b, pass, err := c.encodeOutgoing(v)
 	if err != nil || !pass {
@@ -804,6 +810,12 @@ func (c *Client) writeMsg(m outMsg) error {
 	if c.ended {
 		c.mu.Unlock()
 		return ErrClosed
+	}
+	if c.serverMax > 0 && int64(len(m.b)) > c.serverMax {
+		c.mu.Unlock()
+		// The server would close the connection on it, and a write that
+		// failed is tried again: never send it.
+		return fmt.Errorf("%w: %d bytes, the server takes %d", ErrMessageTooBig, len(m.b), c.serverMax)
 	}
 	n := int64(cap(m.b))
 	held, heldBytes := len(c.queue)+len(c.rs.unacked), c.queued+c.rs.unackedBytes

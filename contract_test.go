@@ -54,7 +54,9 @@ func testSpec(t *testing.T, fl flavour) {
 			if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q, want application/json", ct)
 			}
-			want := fmt.Sprintf(`{"pingInterval":%s,"pathname":"/primus","version":%q,"parser":%q,"transformer":%q}`,
+			// The contract's fields, then ours: the largest message the
+			// server takes (the Go client refuses to send more).
+			want := fmt.Sprintf(`{"pingInterval":%s,"pathname":"/primus","version":%q,"parser":%q,"transformer":%q,"maxMessageSize":16777216}`,
 				tc.want, primus.Version, fl.parser.Name(), fl.transformer.Name())
 			if body != want {
 				t.Errorf("spec\n got %s\nwant %s", body, want)

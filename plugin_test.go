@@ -182,6 +182,9 @@ func TestPluginHooks(t *testing.T) {
 					t.Errorf("server data %q is not a string", short(m.Bytes()))
 					return
 				}
+				if s == "BOOM|C-OUT" {
+					panic("boom")
+				}
 				serverData.push(s)
 				_ = sp.Write(s) // echo through the outgoing hook
 			})
@@ -278,12 +281,12 @@ func TestPluginHooks(t *testing.T) {
 			t.Error("host.Parser or host.Logger wrong")
 		}
 
-		// A message over the server's limit ends the spark with a reason:
-		// the Close hook gets it, between the spark's end handlers and the
-		// server's disconnection handlers; the client reconnects.
-		c.write(strings.Repeat("b", 8192))
-		if reason := p.serverCloses.next(t, "server Close hook"); !errors.Is(reason, primus.ErrMessageTooBig) {
-			t.Errorf("Close hook reason %v, want ErrMessageTooBig", reason)
+		// A handler that panics ends the spark with a reason: the Close
+		// hook gets it, between the spark's end handlers and the server's
+		// disconnection handlers; the client reconnects.
+		c.write("boom")
+		if reason := p.serverCloses.next(t, "server Close hook"); !errors.Is(reason, primus.ErrPanic) {
+			t.Errorf("Close hook reason %v, want a PanicError", reason)
 		}
 		waitFor(t, sp.Done(), "spark Done")
 		eventually(t, "the disconnection handler", func() bool { return p.log.indexOf("server disconnection") >= 0 })

@@ -226,7 +226,8 @@ func New(opts *Options) (*Server, error) {
 		Parser       string `json:"parser"`
 		Transformer  string `json:"transformer"`
 		Recovery     int64  `json:"recovery,omitempty"`
-	}{s.pingIntervalJSON(), s.pathname, Version, s.parser.Name(), s.transformer.Name(), recovery})
+		MaxMessage   int64  `json:"maxMessageSize"`
+	}{s.pingIntervalJSON(), s.pathname, Version, s.parser.Name(), s.transformer.Name(), recovery, s.maxMessage})
 
 	s.rebuildChain()
 	return s, nil
