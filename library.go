@@ -70,6 +70,7 @@ type librarySettings struct {
 	Authorization bool   `json:"authorization"`
 	Version       string `json:"version"`
 	Global        string `json:"global"`
+	Recovery      int64  `json:"recovery"` // the recovery window in ms; 0: off
 }
 
 func (s *Server) buildLibrary(authorization bool) []byte {
@@ -81,6 +82,7 @@ func (s *Server) buildLibrary(authorization bool) []byte {
 		Authorization: authorization,
 		Version:       Version,
 		Global:        "Primus",
+		Recovery:      s.recoveryWindowMS(),
 	})
 
 	var b strings.Builder

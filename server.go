@@ -215,10 +215,7 @@ func New(opts *Options) (*Server, error) {
 	}
 	host.done = true
 
-	var recovery int64 // the window in ms; 0: off
-	if s.recovery != nil {
-		recovery = s.recovery.Window.Milliseconds()
-	}
+	recovery := s.recoveryWindowMS()
 	s.spec, _ = json.Marshal(struct {
 		PingInterval any    `json:"pingInterval"`
 		Pathname     string `json:"pathname"`
@@ -231,6 +228,15 @@ func New(opts *Options) (*Server, error) {
 
 	s.rebuildChain()
 	return s, nil
+}
+
+// recoveryWindowMS is the recovery window published in the spec and the
+// client library, in milliseconds; 0 when recovery is off.
+func (s *Server) recoveryWindowMS() int64 {
+	if s.recovery == nil {
+		return 0
+	}
+	return s.recovery.Window.Milliseconds()
 }
 
 // Pathname returns the path prefix the server owns, such as "/primus".

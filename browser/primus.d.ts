@@ -58,6 +58,14 @@ declare class Primus extends PrimusEventEmitter {
   readonly transformer: string;
   readonly authorization: boolean;
   readonly version: string;
+  /** The server's recovery window in ms (Options.Recovery); 0 when it does not offer recovery. */
+  readonly recoveryWindow: number;
+  /**
+   * With recovery: true when the last connection resumed the spark, so that
+   * nothing was lost in either direction while it was away; false when it
+   * is a new spark (the application should refetch what it keeps).
+   */
+  recovered: boolean;
 
   readyState: Primus.ReadyState;
   /** Whether the client believes the network is up. */
@@ -183,6 +191,19 @@ declare namespace Primus {
     transport?: Record<string, unknown>;
     /** Most messages kept while offline; the oldest is dropped. Default Infinity. */
     queueSize?: number;
+    /**
+     * Resume the spark after a lost connection when the server offers
+     * recovery. Default true; false connects as the stock client does.
+     */
+    recovery?: boolean;
+  }
+
+  /** How a reconnection went when the server offers recovery. */
+  interface RecoveryInfo {
+    /** The spark came back: every message of the gap is delivered, once, in order. */
+    recovered: boolean;
+    /** Why not: "expired", "overflow" or "unknown". */
+    reason?: string;
   }
 
   interface Events {
@@ -198,6 +219,8 @@ declare namespace Primus {
     reconnect: (attempt: Attempt) => void;
     'reconnect scheduled': (attempt: Attempt) => void;
     reconnected: (attempt: Attempt) => void;
+    /** After each reconnection when the server offers recovery, before open. */
+    recovery: (info: RecoveryInfo) => void;
     'reconnect timeout': (err: Error, attempt: Attempt) => void;
     'reconnect failed': (err: Error, attempt: Attempt) => void;
     readyStateChange: (state: 'opening' | 'open' | 'end') => void;

@@ -485,6 +485,19 @@ class Primus extends EventEmitter {
     primus.transport = options.transport;
     primus.transformers = { outgoing: [], incoming: [] };
     primus.recovery = new Recovery(options.reconnect);
+    // Resumable connections (the server's Options.Recovery): see greeted().
+    primus.recovered = false;
+    primus.resumed = false;
+    primus.rs = {
+      offered: primus.recoveryWindow > 0 && options.recovery !== false,
+      cred: '', // resumes the spark; empty before the first session
+      resuming: false, // the connection being opened asked to resume
+      awaiting: false, // waiting for the server's greeting
+      recv: 0, // data messages received in this session
+      recvAckd: 0, // the count the server was last told
+      unacked: [], // data packets written in this session, not confirmed
+      acked: 0, // the number of the last confirmed one
+    };
 
     // Strategies: disconnect (unexpected close after open), online (the
     // browser is back online), timeout (the first connection failed). A
@@ -544,24 +557,40 @@ class Primus extends EventEmitter {
     });
 
     primus.on('incoming::open', () => {
+      if (primus.rs.offered) {
+        // Nothing goes out until the server says whether it resumed the
+        // spark: the first message it sends.
+        primus.rs.awaiting = true;
+        primus.rs.resuming = !!primus.rs.cred;
+        return;
+      }
+      primus.opened();
+    });
+
+    // opened completes an open: the connection is usable from here on.
+    primus.opened = (resend, info) => {
       const before = primus.readyState;
-      if (primus.recovery.reconnecting()) primus.recovery.reconnected();
+      const reconnection = primus.recovery.reconnecting();
+      if (reconnection) primus.recovery.reconnected();
       primus.writable = true;
       primus.readable = true;
       if (!primus.online) {
         primus.online = true;
         primus.emit('online');
       }
+      // What the resumed spark has not received goes first, in order.
+      if (resend) for (const packet of resend) primus.emit('outgoing::data', packet);
       primus.readyState = Primus.OPEN;
       if (before !== primus.readyState) primus.emit('readyStateChange', 'open');
       primus.heartbeat();
       if (primus.buffer.length) {
         const queued = primus.buffer;
         primus.buffer = [];
-        for (const data of queued) primus._write(data);
+        for (const [data, ctl] of queued) primus._write(data, ctl);
       }
+      if (info && reconnection) primus.emit('recovery', info);
       primus.emit('open');
-    });
+    };
 
     // The pong is written by this listener, as in the stock client: removing
     // the incoming::ping listeners stops the pongs.
@@ -569,7 +598,8 @@ class Primus extends EventEmitter {
       primus.online = true;
       primus.heartbeat();
       primus.emit('outgoing::pong', time);
-      primus._write('primus::pong::' + time);
+      primus._write('primus::pong::' + time, true);
+      primus.confirm();
     });
 
     primus.on('incoming::error', (e) => {
@@ -589,17 +619,27 @@ class Primus extends EventEmitter {
 
     primus.on('incoming::data', (raw) => {
       primus.decoder(raw, (err, data) => {
+        const rs = primus.rs;
         if (err) {
+          if (rs.offered && !rs.awaiting) primus.received();
           primus.emit('error', err);
           return;
         }
         if (primus.protocol(data)) return;
+        if (rs.awaiting) {
+          // Not a greeting: this server does not resume after all.
+          rs.offered = rs.awaiting = false;
+          primus.opened();
+        }
+        if (rs.offered) primus.received();
         primus.transforms(primus, primus, 'incoming', data, raw);
       });
     });
 
     primus.on('incoming::end', () => {
       const before = primus.readyState;
+      const greeting = primus.rs.awaiting;
+      primus.rs.awaiting = false;
       // primus::server::close came first: the server ended us on purpose.
       if (primus.disconnect) {
         primus.disconnect = false;
@@ -608,6 +648,11 @@ class Primus extends EventEmitter {
       }
       primus.readyState = Primus.CLOSED;
       if (before !== primus.readyState) primus.emit('readyStateChange', 'end');
+      if (greeting && primus.options.strategy.includes('disconnect')) {
+        // Lost before the server's greeting: try again.
+        primus.recovery.reconnect();
+        return;
+      }
       if (primus.timers.active('connect')) primus.end();
       if (before !== Primus.OPEN) {
         if (primus.recovery.reconnecting()) primus.recovery.reconnect();
@@ -670,9 +715,72 @@ class Primus extends EventEmitter {
       case 'id':
         this.emit('incoming::id', value);
         return true;
+      case 'session':
+      case 'resumed':
+        if (!this.rs.offered) return false;
+        this.greeted(msg.slice(8, last), value);
+        return true;
+      case 'ack':
+        if (!this.rs.offered) return false;
+        this.acknowledged(+value);
+        return true;
       default:
         return false;
     }
+  }
+
+  // greeted handles the server's greeting on a connection that asked for
+  // recovery: "session" (a new spark; value is "credential::reason", the
+  // reason why a resume failed) or "resumed" ("count::credential": the
+  // spark is back and has received count of our data messages).
+  greeted(kind, value) {
+    const rs = this.rs;
+    if (!rs.awaiting) return;
+    rs.awaiting = false;
+    const sep = value.indexOf('::');
+    const first = sep < 0 ? value : value.slice(0, sep);
+    const second = sep < 0 ? '' : value.slice(sep + 2);
+    if (kind === 'resumed') {
+      rs.cred = second;
+      this.acknowledged(+first);
+      this.recovered = this.resumed = true;
+      this.opened(rs.unacked.slice(), { recovered: true });
+      return;
+    }
+    const resuming = rs.resuming;
+    rs.cred = first;
+    rs.recv = rs.recvAckd = 0;
+    rs.unacked = [];
+    rs.acked = 0;
+    this.recovered = false;
+    this.resumed = false;
+    this.opened(null, resuming ? { recovered: false, reason: second || 'unknown' } : null);
+  }
+
+  // acknowledged forgets the data packets the server has received: n in all.
+  acknowledged(n) {
+    const rs = this.rs;
+    while (rs.acked < n && rs.unacked.length) {
+      rs.unacked.shift();
+      rs.acked++;
+    }
+  }
+
+  // received counts a data message (recovery) and confirms the count every
+  // 64 messages.
+  received() {
+    const rs = this.rs;
+    rs.recv++;
+    if (rs.recv - rs.recvAckd >= 64) this.confirm();
+  }
+
+  // confirm tells the server how many data messages arrived, when that
+  // changed; after each pong, and every 64 messages.
+  confirm() {
+    const rs = this.rs;
+    if (!rs.offered || rs.recv === rs.recvAckd) return;
+    rs.recvAckd = rs.recv;
+    this._write('primus::ack::' + rs.recv, true);
   }
 
   // transforms runs the message transformers of type ('incoming' or
@@ -718,7 +826,7 @@ class Primus extends EventEmitter {
   // id calls fn with the id of this connection's spark on the server.
   id(fn) {
     if (this.socket && this.socket.id) return fn(this.socket.id);
-    this._write('primus::id::');
+    this._write('primus::id::', true);
     return this.once('incoming::id', fn);
   }
 
@@ -738,12 +846,14 @@ class Primus extends EventEmitter {
 
   // _write encodes and sends data below the transformers, or queues it
   // while the connection is not open (dropping the oldest when queueSize is
-  // reached).
-  _write(data) {
+  // reached). ctl marks a protocol message; with recovery, every other one
+  // is kept until the server confirms it, to be written again to a resumed
+  // spark that did not get it.
+  _write(data, ctl) {
     const primus = this;
     if (primus.readyState !== Primus.OPEN) {
       if (primus.buffer.length === primus.options.queueSize) primus.buffer.splice(0, 1);
-      primus.buffer.push(data);
+      primus.buffer.push([data, !!ctl]);
       return false;
     }
     primus.encoder(data, (err, packet) => {
@@ -756,6 +866,7 @@ class Primus extends EventEmitter {
         if (packet.includes('\u2028')) packet = packet.replace(u2028, '\\u2028');
         if (packet.includes('\u2029')) packet = packet.replace(u2029, '\\u2029');
       }
+      if (!ctl && primus.rs.offered) primus.rs.unacked.push(packet);
       primus.emit('outgoing::data', packet);
     });
     return true;
@@ -852,6 +963,13 @@ class Primus extends EventEmitter {
     options.port = 'port' in options ? +options.port : (+url.port || (options.secure ? 443 : 80));
     const query = new URLSearchParams(options.query);
     query.set('_primuscb', cacheBuster());
+    if (this.rs && this.rs.offered) {
+      query.set('_primus_recover', '1');
+      if (this.rs.cred) {
+        query.set('_primus_resume', this.rs.cred);
+        query.set('_primus_received', String(this.rs.recv));
+      }
+    }
     options.query = query.toString();
     this.emit('outgoing::url', options);
 
@@ -935,6 +1053,7 @@ Primus.prototype.reserved.events = {
   readyStateChange: 1,
   'reconnect failed': 1,
   reconnected: 1,
+  recovery: 1,
   reconnect: 1,
   offline: 1,
   timeout: 1,
@@ -953,6 +1072,7 @@ Primus.prototype.parser = settings.parser;
 Primus.prototype.transformer = settings.transformer;
 Primus.prototype.authorization = !!settings.authorization;
 Primus.prototype.version = settings.version;
+Primus.prototype.recoveryWindow = settings.recovery || 0;
 Primus.prototype.defaultPingTimeout = typeof settings.pingInterval === 'number' && settings.pingInterval > 0
   ? settings.pingInterval + Math.round(settings.pingInterval / 2)
   : false;

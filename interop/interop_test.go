@@ -245,6 +245,17 @@ func TestStockClientContract(t *testing.T) {
 	}
 }
 
+// TestStockClientContractWithRecovery: with recovery on, the stock client
+// (which never asks to resume) sees exactly the protocol it knows.
+func TestStockClientContractWithRecovery(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	url := StartTestServer(t, "-ping-interval", "1s", "-plugins", "none", "-recovery", "30s")
+	if err := runNode(t, 90*time.Second, "contract-client.js", url, "--ping-interval", "1000"); err != nil {
+		t.Fatalf("contract-client.js failed against the Go test server with -recovery: %v", err)
+	}
+}
+
 // TestStockClientAgainstNodeServer runs the same contract checks against the
 // stock Node Primus server in node/node-server.js. It shows that the checks
 // and the harness are sound: every check passes against the reference

@@ -101,3 +101,26 @@ func TestTypeScriptDeclarations(t *testing.T) {
 		t.Fatalf("tsc found errors in browser/primus.d.ts or browser/usage.ts: %v", err)
 	}
 }
+
+// TestServedClientRecovery checks contract item 12 with our served client:
+// across server-side drops, the spark stays the same and every message
+// written on either side arrives exactly once, in order.
+func TestServedClientRecovery(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	url := StartTestServer(t, "-recovery", "30s", "-plugins", "none")
+	if err := runNode(t, 150*time.Second, "recovery-client.js", url, "--count", "3000", "--drops", "8"); err != nil {
+		t.Fatalf("recovery-client.js failed: %v", err)
+	}
+}
+
+// TestServedClientContractWithRecovery: the contract checks still pass
+// with recovery on, where a dropped client comes back to its spark.
+func TestServedClientContractWithRecovery(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	url := StartTestServer(t, "-ping-interval", "1s", "-plugins", "none", "-recovery", "30s")
+	if err := runNode(t, 90*time.Second, "contract-client.js", url, "--ping-interval", "1000", "--client", "served"); err != nil {
+		t.Fatalf("contract-client.js --client served with -recovery failed: %v", err)
+	}
+}

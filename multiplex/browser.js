@@ -92,10 +92,11 @@ class Mux {
     this.channels = new Map(); // name + "\n" + id → Channel
 
     // Subscribe (again) as soon as the connection is open: readyStateChange
-    // comes before the queued messages are flushed and before open.
+    // comes before the queued messages are flushed and before open. A
+    // resumed spark (recovery) still has its subscriptions.
     primus.on('readyStateChange', (state) => {
       for (const ch of this.channels.values()) ch.readyState = primus.readyState;
-      if (state !== 'open') return;
+      if (state !== 'open' || primus.resumed) return;
       for (const ch of this.channels.values()) primus.write(ch.packet(SUBSCRIBE));
     });
     for (const ev of Object.keys(primus.reserved.events)) {
