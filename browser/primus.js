@@ -564,11 +564,11 @@ class Primus extends EventEmitter {
         primus.rs.resuming = !!primus.rs.cred;
         return;
       }
-      primus.opened();
+      primus._established();
     });
 
-    // opened completes an open: the connection is usable from here on.
-    primus.opened = (resend, info) => {
+    // _established completes an open: the connection is usable from here on.
+    primus._established = (resend, info) => {
       const before = primus.readyState;
       const reconnection = primus.recovery.reconnecting();
       if (reconnection) primus.recovery.reconnected();
@@ -629,7 +629,7 @@ class Primus extends EventEmitter {
         if (rs.awaiting) {
           // Not a greeting: this server does not resume after all.
           rs.offered = rs.awaiting = false;
-          primus.opened();
+          primus._established();
         }
         if (rs.offered) primus.received();
         primus.transforms(primus, primus, 'incoming', data, raw);
@@ -744,7 +744,7 @@ class Primus extends EventEmitter {
       rs.cred = second;
       this.acknowledged(+first);
       this.recovered = this.resumed = true;
-      this.opened(rs.unacked.slice(), { recovered: true });
+      this._established(rs.unacked.slice(), { recovered: true });
       return;
     }
     const resuming = rs.resuming;
@@ -754,7 +754,7 @@ class Primus extends EventEmitter {
     rs.acked = 0;
     this.recovered = false;
     this.resumed = false;
-    this.opened(null, resuming ? { recovered: false, reason: second || 'unknown' } : null);
+    this._established(null, resuming ? { recovered: false, reason: second || 'unknown' } : null);
   }
 
   // acknowledged forgets the data packets the server has received: n in all.
