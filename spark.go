@@ -80,9 +80,15 @@ type outFrame struct {
 
 func newSpark(s *Server, r *http.Request, c transport.Conn) *Spark {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	var id string
+	if ic, ok := c.(transport.Identified); ok {
+		id = ic.ID()
+	} else {
+		id = s.newID()
+	}
 	sp := &Spark{
 		srv:     s,
-		id:      s.newID(),
+		id:      id,
 		query:   r.URL.Query(),
 		header:  r.Header,
 		addr:    clientAddress(r, s.trusted),
