@@ -40,7 +40,9 @@ type Options struct {
 
 	// WriteTimeout bounds each write the transformer makes on its own: a
 	// poll's response, a ping on a WebSocket, the messages moved to a
-	// WebSocket when a session upgrades. Zero value means 10 seconds.
+	// WebSocket when a session upgrades; and how long closing a polling
+	// session (Spark.End, Server.Shutdown) waits for the client to collect
+	// the last messages and the close packet. Zero value means 10 seconds.
 	WriteTimeout time.Duration
 
 	// DisableWebSocket turns the websocket transport off: handshakes

@@ -65,8 +65,14 @@ func (t *Transformer) Handler(opts transport.Options, accept transport.AcceptFun
 	// alone); base64 and the separators can double what it counts for tiny
 	// binary messages.
 	h.bodyLimit = 2 * h.frameLimit
+	if handlerHook != nil {
+		handlerHook(t, h)
+	}
 	return h, nil
 }
+
+// handlerHook, when set (by the tests), learns of every handler made.
+var handlerHook func(*Transformer, *handler)
 
 // handler is one server's Engine.IO endpoint.
 type handler struct {

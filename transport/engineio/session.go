@@ -419,6 +419,7 @@ func (s *session) post(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.shut(fmt.Errorf("%w: failed to read a POST: %w", ErrTransportClosed, err), true)
+		w.Header().Set("Connection", "close")
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
@@ -737,10 +738,10 @@ func (s *session) completeUpgrade(c *ws.Conn, raw net.Conn, b64 bool) bool {
 // Closing.
 
 // Close closes the session in an orderly way: on polling, the client gets
-// what was written before and then the close packet ("1"), with its next
-// poll (Close waits for it, at most PingInterval + PingTimeout, after which
-// an absent client would be taken for gone anyway); on a WebSocket, a close
-// frame with code and reason (the close packet has neither).
+// what was written before and then the close packet ("1"), with its
+// pending poll or the next one (Close waits for it, at most WriteTimeout:
+// a polling client polls again at once); on a WebSocket, a close frame with
+// code and reason (the close packet has neither).
 func (s *session) Close(code int, reason string) error {
 	s.mu.Lock()
 	if s.state != stateOpen {
@@ -763,7 +764,7 @@ func (s *session) Close(code int, reason string) error {
 	s.mu.Unlock()
 	signal(s.pollWake)
 	signal(s.outSpace)
-	timer := time.NewTimer(s.h.opts.PingInterval + s.h.opts.PingTimeout)
+	timer := time.NewTimer(s.h.opts.WriteTimeout)
 	defer timer.Stop()
 	select {
 	case <-s.done:
