@@ -3,8 +3,9 @@
 
 // Runs a check script (contract-client.js for contract items 1-8,
 // plugins-client.js for items 9-11) with every stock Primus client compiled
-// for the engine.io transformer, on a chosen engine.io-client release and in
-// a chosen mode:
+// for the engine.io transformer (or, with the script's --client served, the
+// client the server serves), on a chosen engine.io-client release and in a
+// chosen mode:
 //
 //   node engineio-transport.js SCRIPT URL --eio-client 6.5|6.6 --eio-mode polling|upgrade|websocket
 //                              [the script's own options]
@@ -57,9 +58,13 @@ function violation(msg) {
 
 // The factory Primus's engine.io glue calls with its options (path,
 // forceBase64, timestampRequests, rememberUpgrade, transports, query, …).
+const served = args.client === 'served';
 globalThis.eio = function eio(opts) {
   opts = Object.assign({}, opts);
   if (mode === 'websocket') opts.transports = ['websocket'];
+  // Our served client is not built here: its polling mode is asked of
+  // engine.io-client directly.
+  if (mode === 'polling' && served) opts.transports = ['polling'];
   const socket = new Socket(opts);
   let messages = 0;
   socket.on('open', () => {
@@ -124,5 +129,5 @@ if (mode === 'polling') {
   buildClient.build = (opts) => build(Object.assign({}, opts, { transformer: 'engine.io' }));
 }
 
-console.log(`# ${script}: every stock client compiled for engine.io, engine.io-client ${installed}, ${mode}`);
+console.log(`# ${script}: ${served ? 'the served client' : 'every stock client compiled for engine.io'}, engine.io-client ${installed}, ${mode}`);
 require(path.resolve(__dirname, script));
