@@ -664,3 +664,23 @@ func TestBadPacketsCloseTheSession(t *testing.T) {
 	}
 	s.end(t)
 }
+
+// Engine.IO is mounted at the server's pathname whatever it is, as Primus
+// mounts it: requests arrive as "<pathname>/?EIO=4&…"; the path below the
+// pathname does not matter, only the query does.
+func TestAnyPathname(t *testing.T) {
+	t.Parallel()
+	s := start(t, nil, &primus.Options{Pathname: "/rt/live"})
+	for _, p := range []string{"/rt/live/", "/rt/live", "/rt/live/engine.io/"} {
+		resp, body := s.do(t, http.MethodGet, s.ts.URL+p+"?EIO=4&transport=polling", "", nil)
+		if resp.StatusCode != 200 {
+			t.Errorf("GET %s: %d %s", p, resp.StatusCode, body)
+			continue
+		}
+		parseOpen(t, body)
+		s.spark(t)
+	}
+	if resp, _ := s.do(t, http.MethodGet, s.ts.URL+"/primus/?EIO=4&transport=polling", "", nil); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("outside the pathname: %d, want 404", resp.StatusCode)
+	}
+}
