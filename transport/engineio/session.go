@@ -67,12 +67,11 @@ type session struct {
 	probeRaw   net.Conn
 	probeReady bool // the probe was answered: polls return at once
 
-	out      []packet // packets no poll has carried yet
-	outBytes int64    // what out retains, in bytes
-	polling  bool     // a GET is under way
-	// closeDelivered: a poll's answer carries the close packet
-	closeDelivered bool
-	posting        bool // a POST is under way
+	out            []packet // packets no poll has carried yet
+	outBytes       int64    // what out retains, in bytes
+	polling        bool     // a GET is under way
+	posting        bool     // a POST is under way
+	closeDelivered bool     // a poll's answer carries the close packet
 
 	in      []inMessage // messages the core has not read yet
 	inBytes int64       // what in retains, in bytes
