@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,6 +74,11 @@ type ClientOptions struct {
 	// QueueSize bounds the writes kept while offline, in messages; a write
 	// over it returns ErrQueueFull. Zero value means 4096.
 	QueueSize int
+	// QueueBytes bounds the memory the writes kept while offline hold
+	// (their buffers' capacity); a write over it returns ErrQueueFull. A
+	// single write larger than the bound is still kept by an empty queue.
+	// Zero value means 16 MiB.
+	QueueBytes int64
 	// MaxMessageSize is the largest message accepted from the server.
 	// Zero value means 16 MiB.
 	MaxMessageSize int64
@@ -97,8 +103,17 @@ type ClientOptions struct {
 	OnError func(error)
 	// OnEnd runs once when the client has ended for good: nil after Close
 	// or "primus::server::close", otherwise the reason (ErrReconnectFailed,
-	// a *transport.HandshakeError for a refusal…).
+	// a *transport.HandshakeError for a refusal, a *PanicError…).
 	OnEnd func(error)
+
+	// OnPanic runs when one of the client's handlers or a plugin's hook or
+	// callback panics. The panic is recovered and logged at error level with
+	// its stack, passed here, and the client ends with the *PanicError (its
+	// connection closed with status 1011). Zero value means only the log.
+	OnPanic func(*PanicError)
+	// CrashOnPanic makes such a panic crash the process instead, as an
+	// unrecovered panic does in Go.
+	CrashOnPanic bool
 }
 
 // Client errors.
@@ -123,6 +138,7 @@ type Client struct {
 	connectTO   time.Duration
 	writeTO     time.Duration
 	queueSize   int
+	queueBytes  int64
 	log         *slog.Logger
 	opts        ClientOptions
 	hooks       []plugin.ClientHooks
@@ -135,6 +151,7 @@ type Client struct {
 	ended     bool
 	endErr    error
 	queue     [][]byte
+	queued    int64 // what queue holds, in bytes of capacity
 	idWaiters []chan string
 	closed    chan struct{} // closed when the client ends
 	closedCtx context.Context
@@ -147,6 +164,9 @@ type Client struct {
 	endOnce        sync.Once
 	pingTimer      *time.Timer
 	serverClose    bool
+	// failing is a connection closed for a protocol error; the frames it
+	// still delivers are dropped. Only the reading goroutine uses it.
+	failing transport.Conn
 }
 
 // Dial connects to a server. rawURL is the server's address with its
@@ -181,6 +201,7 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 		connectTO:   o.ConnectTimeout,
 		writeTO:     o.WriteTimeout,
 		queueSize:   o.QueueSize,
+		queueBytes:  o.QueueBytes,
 		log:         o.Logger,
 		opts:        o,
 		closed:      make(chan struct{}),
@@ -214,6 +235,9 @@ func Dial(ctx context.Context, rawURL string, opts *ClientOptions) (*Client, err
 	}
 	if c.queueSize <= 0 {
 		c.queueSize = 4096
+	}
+	if c.queueBytes <= 0 {
+		c.queueBytes = 16 << 20
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
@@ -329,7 +353,7 @@ func (c *Client) serve(conn transport.Conn) {
 	// attempts exhausted): the plugins last heard that it would reconnect.
 	for _, h := range c.hooks {
 		if h.Close != nil {
-			h.Close(c, c.Err(), false)
+			c.call(func() { h.Close(c, c.Err(), false) })
 		}
 	}
 }
@@ -342,7 +366,7 @@ func (c *Client) runConn(conn transport.Conn) error {
 		return nil
 	}
 	if c.opts.OnOpen != nil {
-		c.opts.OnOpen()
+		c.call(c.opts.OnOpen)
 	}
 	var readErr error
 	for {
@@ -353,6 +377,7 @@ func (c *Client) runConn(conn transport.Conn) error {
 		}
 		c.handle(conn, typ, data)
 	}
+	c.failing = nil
 	c.mu.Lock()
 	c.open = false
 	c.conn = nil
@@ -366,7 +391,7 @@ func (c *Client) runConn(conn transport.Conn) error {
 	reconnecting := !ended && !serverClose && c.backoff.Retries > 0
 	for _, h := range c.hooks {
 		if h.Close != nil {
-			h.Close(c, readErr, reconnecting)
+			c.call(func() { h.Close(c, readErr, reconnecting) })
 		}
 	}
 	switch {
@@ -401,7 +426,7 @@ func (c *Client) activate(conn transport.Conn) bool {
 	ow := &openWriter{c: c, conn: conn}
 	for _, h := range c.hooks {
 		if h.Open != nil {
-			h.Open(ow)
+			c.call(func() { h.Open(ow) })
 		}
 	}
 	ow.done.Store(true)
@@ -409,12 +434,17 @@ func (c *Client) activate(conn transport.Conn) bool {
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	queue := c.queue
-	c.queue = nil
+	c.queue, c.queued = nil, 0
 	c.mu.Unlock()
 	for i, b := range queue {
 		if err := c.writeConn(conn, b); err != nil {
 			c.mu.Lock()
-			c.queue = append(queue[i:len(queue):len(queue)], c.queue...)
+			if !c.ended {
+				c.queue = append(queue[i:len(queue):len(queue)], c.queue...)
+				for _, q := range queue[i:] {
+					c.queued += int64(cap(q))
+				}
+			}
 			c.mu.Unlock()
 			_ = conn.CloseNow() // the read loop sees it and reconnects
 			break
@@ -460,7 +490,8 @@ func (c *Client) reconnect(cause error) transport.Conn {
 			wait = c.backoff.Max
 		}
 		if c.opts.OnReconnect != nil {
-			c.opts.OnReconnect(ReconnectEvent{Attempt: attempt, Retries: c.backoff.Retries, Wait: wait, Cause: cause})
+			ev := ReconnectEvent{Attempt: attempt, Retries: c.backoff.Retries, Wait: wait, Cause: cause}
+			c.call(func() { c.opts.OnReconnect(ev) })
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -494,9 +525,31 @@ func (c *Client) reconnect(cause error) transport.Conn {
 
 // handle processes one incoming frame.
 func (c *Client) handle(conn transport.Conn, typ transport.MessageType, data []byte) {
+	if conn == c.failing {
+		return
+	}
+	defer c.recoverPanic()
 	m, err := incoming(c.parser, typ, data, func(s string) bool { return c.control(conn, s) })
 	if err != nil {
+		code := 0
+		switch {
+		case errors.Is(err, ErrInvalidUTF8):
+			code = transport.StatusInvalidPayload
+		case errors.Is(err, ErrUnsupportedData):
+			code = transport.StatusUnsupportedData
+		}
 		c.reportError(err)
+		if code != 0 {
+			// The server broke the protocol: drop the connection, as a
+			// browser does, and reconnect.
+			c.failing = conn
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				closeConn(conn, code, "invalid message")
+			}()
+			return
+		}
 	}
 	if m == nil {
 		return
@@ -534,7 +587,7 @@ func (c *Client) control(conn transport.Conn, s string) bool {
 			if err != nil {
 				_ = conn.CloseNow()
 			} else if c.opts.OnHeartbeat != nil {
-				c.opts.OnHeartbeat()
+				c.call(c.opts.OnHeartbeat)
 			}
 		}
 		return true
@@ -631,11 +684,13 @@ func (c *Client) writeEncoded(b []byte) error {
 		return ErrClosed
 	}
 	if !c.open {
-		if len(c.queue) >= c.queueSize {
+		n := int64(cap(b))
+		if len(c.queue) >= c.queueSize || (len(c.queue) > 0 && c.queued+n > c.queueBytes) {
 			c.mu.Unlock()
 			return ErrQueueFull
 		}
 		c.queue = append(c.queue, b)
+		c.queued += n
 		c.mu.Unlock()
 		return nil
 	}
@@ -646,6 +701,7 @@ func (c *Client) writeEncoded(b []byte) error {
 		c.open = false
 		if !c.ended {
 			c.queue = append([][]byte{b}, c.queue...)
+			c.queued += int64(cap(b))
 		}
 		c.mu.Unlock()
 		_ = conn.CloseNow()
@@ -720,13 +776,19 @@ func goroutineID() int64 {
 }
 
 // end marks the client ended once, with a reason.
-func (c *Client) end(reason error) {
+func (c *Client) end(reason error) { c.endWith(reason, transport.StatusNormalClosure, "") }
+
+// endWith marks the client ended once, with a reason, and closes its
+// connection with a status.
+func (c *Client) endWith(reason error, code int, text string) {
+	first := false
 	c.endOnce.Do(func() {
+		first = true
 		c.mu.Lock()
 		c.ended = true
 		c.open = false
 		c.endErr = reason
-		c.queue = nil
+		c.queue, c.queued = nil, 0
 		conn := c.conn
 		if c.pingTimer != nil {
 			c.pingTimer.Stop()
@@ -741,23 +803,69 @@ func (c *Client) end(reason error) {
 			c.wg.Add(1)
 			go func() {
 				defer c.wg.Done()
-				_ = conn.Close(transport.StatusNormalClosure, "")
+				if code == transport.StatusNormalClosure {
+					_ = conn.Close(code, text)
+				} else {
+					closeConn(conn, code, text)
+				}
 			}()
 		}
-		if c.opts.OnEnd != nil {
-			c.opts.OnEnd(reason)
-		}
 	})
+	// Outside the Once: an OnEnd that panics ends nothing more, and must
+	// not wait for itself.
+	if first && c.opts.OnEnd != nil {
+		c.call(func() { c.opts.OnEnd(reason) })
+	}
 }
 
 func (c *Client) reportError(err error) {
 	c.log.Debug("primus: client error", "error", err)
 	if c.opts.OnError != nil {
-		c.opts.OnError(err)
+		c.call(func() { c.opts.OnError(err) })
 	}
 }
 
-var _ plugin.Client = (*Client)(nil)
+// recoverPanic is deferred around the client's handlers and hooks.
+func (c *Client) recoverPanic() {
+	if v := recover(); v != nil {
+		c.HandlePanic(v, debug.Stack())
+	}
+}
+
+// call runs user code under recovery.
+func (c *Client) call(f func()) {
+	defer c.recoverPanic()
+	f()
+}
+
+// HandlePanic ends the client because one of its handlers, or a plugin's
+// hook or callback, panicked: it logs the panic and its stack, runs
+// ClientOptions.OnPanic, and ends the client with a *PanicError, closing
+// its connection with status 1011. With ClientOptions.CrashOnPanic, it
+// panics again instead.
+func (c *Client) HandlePanic(v any, stack []byte) {
+	pe := &PanicError{Value: v, Stack: stack}
+	c.log.Error("primus: panic in a client handler; ending the client", "panic", fmt.Sprint(v), "stack", string(stack))
+	if f := c.opts.OnPanic; f != nil {
+		func() {
+			defer func() {
+				if v2 := recover(); v2 != nil {
+					c.log.Error("primus: OnPanic panicked", "panic", fmt.Sprint(v2))
+				}
+			}()
+			f(pe)
+		}()
+	}
+	if c.opts.CrashOnPanic {
+		panic(v)
+	}
+	c.endWith(pe, transport.StatusInternalError, "internal error")
+}
+
+var (
+	_ plugin.Client       = (*Client)(nil)
+	_ plugin.PanicHandler = (*Client)(nil)
+)
 
 type clientHost struct{ c *Client }
 

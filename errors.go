@@ -2,8 +2,10 @@ package primus
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 )
 
@@ -28,11 +30,47 @@ var (
 	// ErrWriteTimeout reports a spark whose transport did not accept a
 	// message within WriteTimeout.
 	ErrWriteTimeout = errors.New("primus: write timeout")
+	// ErrInvalidUTF8 reports a text message that is not valid UTF-8: the
+	// connection is closed with status 1007 (RFC 6455 §8.1) before any
+	// handler, plugin or Raw() sees the message, so that it can never be
+	// forwarded to browsers, which would drop their own connections on it.
+	ErrInvalidUTF8 = parser.ErrInvalidUTF8
+	// ErrUnsupportedData reports a binary frame sent to a server whose parser
+	// is a text one, or a text frame to a binary parser: the connection is
+	// closed with status 1003.
+	ErrUnsupportedData = transport.ErrUnsupportedData
+	// ErrPanic is matched by every *PanicError.
+	ErrPanic = errors.New("primus: handler panicked")
 )
+
+// PanicError is the reason a spark or client ended because code run for it
+// (a handler, a plugin's hook or callback) panicked. The server recovers the
+// panic, as net/http does for its handlers: the connection is closed with
+// status 1011, the panic and its stack are logged and reported, and every
+// other connection goes on. Test for it with errors.Is(err, ErrPanic) or
+// errors.As.
+type PanicError struct {
+	// Value is what was passed to panic.
+	Value any
+	// Stack is the panicking goroutine's stack.
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("primus: handler panicked: %v", e.Value) }
+
+// Is makes errors.Is(err, ErrPanic) true.
+func (e *PanicError) Is(target error) bool { return target == ErrPanic }
+
+// Unwrap returns the panic's value when it is an error.
+func (e *PanicError) Unwrap() error {
+	err, _ := e.Value.(error)
+	return err
+}
 
 // HTTPError is an error with an HTTP status, returned by an Authorize
 // function or a middleware to refuse a request. The client gets Status and
-// the JSON body {"error": Message}.
+// the JSON body {"error": Message}: it is the one error whose text is meant
+// for clients (see Refuse).
 type HTTPError struct {
 	// Status is the HTTP status code; 0 means 401 Unauthorized.
 	Status int

@@ -82,8 +82,12 @@ func (s *Server) rebuildChainLocked() {
 
 // AuthorizeFunc decides whether a request may connect. A nil error accepts
 // it. Any other error refuses it with the status the error carries (an
-// *HTTPError, or any error with a StatusCode() int method; 401 otherwise) and
-// the JSON body {"error": err.Error()}. The stock Primus client then emits
+// *HTTPError, or any error with a StatusCode() int method; 401 otherwise).
+// The client gets the JSON body {"error": message}, where message is an
+// *HTTPError's Message when the error is or wraps one, and the status's
+// generic text otherwise: an error's own text (a database address, a user
+// name) never reaches the client unless the application puts it in an
+// HTTPError. The full error is logged. The stock Primus client then emits
 // error and end, and does not retry.
 type AuthorizeFunc func(r *http.Request) error
 
@@ -100,21 +104,26 @@ func (s *Server) Authorize(fn AuthorizeFunc) {
 
 // Refuse answers a request the way Primus refuses one: the status carried by
 // err (401 by default), Content-Type application/json and the body
-// {"error": err.Error()}, with WWW-Authenticate when err is an *HTTPError
-// that sets it.
+// {"error": message}, with WWW-Authenticate when err is an *HTTPError that
+// sets it. The message is the Message of the *HTTPError that err is or
+// wraps, the one kind of error meant for clients; for any other error it is
+// the status's generic text ("Unauthorized", "Forbidden"…), so that
+// internal details stay on the server.
 func Refuse(w http.ResponseWriter, err error) {
 	status := http.StatusUnauthorized
 	var sc interface{ StatusCode() int }
 	if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() <= 599 {
 		status = sc.StatusCode()
 	}
+	msg := http.StatusText(status)
 	var he *HTTPError
-	if errors.As(err, &he) && he.Authenticate != "" && status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", he.Authenticate)
-	}
-	msg := "unauthorized"
-	if err != nil {
-		msg = err.Error()
+	if errors.As(err, &he) {
+		if he.Message != "" {
+			msg = he.Message
+		}
+		if he.Authenticate != "" && status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", he.Authenticate)
+		}
 	}
 	body, _ := json.Marshal(struct {
 		Error string `json:"error"`

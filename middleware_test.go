@@ -145,9 +145,11 @@ func TestMiddlewareRefusals(t *testing.T) {
 			{"forbidden", &primus.HTTPError{Status: http.StatusForbidden, Message: "Go away!"}, 403, `{"error":"Go away!"}`, ""},
 			{"authenticate", &primus.HTTPError{Message: "Authentication required", Authenticate: `Basic realm="x"`}, 401, `{"error":"Authentication required"}`, `Basic realm="x"`},
 			{"authenticate only on 401", &primus.HTTPError{Status: 403, Message: "no", Authenticate: `Basic realm="x"`}, 403, `{"error":"no"}`, ""},
-			{"plain error", errors.New("plain string error"), 401, `{"error":"plain string error"}`, ""},
-			{"status method", statusErr{429}, 429, `{"error":"slow down"}`, ""},
-			{"wrapped", wrapErr{&primus.HTTPError{Status: 418, Message: "teapot"}}, 418, `{"error":"wrapped: teapot"}`, ""},
+			// Only an HTTPError's Message is for clients: other errors' text
+			// (a database address, a user name) stays on the server.
+			{"plain error", errors.New("db 10.0.0.7:5432: user alice not found"), 401, `{"error":"Unauthorized"}`, ""},
+			{"status method", statusErr{429}, 429, `{"error":"Too Many Requests"}`, ""},
+			{"wrapped", wrapErr{&primus.HTTPError{Status: 418, Message: "teapot"}}, 418, `{"error":"teapot"}`, ""},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -227,7 +229,7 @@ func TestRefuseDefault(t *testing.T) {
 	t.Parallel()
 	rec := httptest.NewRecorder()
 	primus.Refuse(rec, nil)
-	if rec.Code != 401 || rec.Body.String() != `{"error":"unauthorized"}` {
+	if rec.Code != 401 || rec.Body.String() != `{"error":"Unauthorized"}` {
 		t.Errorf("Refuse(nil): %d %s", rec.Code, rec.Body)
 	}
 	rec = httptest.NewRecorder()

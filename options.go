@@ -93,6 +93,19 @@ type Options struct {
 
 	// Logger receives the server's diagnostics. Zero value means silent.
 	Logger *slog.Logger
+
+	// OnPanic runs when code run for a spark panics: one of its handlers
+	// (connection, data, error, end, disconnection), a plugin's hook, or a
+	// plugin callback such as an emitter handler. The panic is recovered,
+	// logged at error level with its stack, passed here, and the spark is
+	// closed with status 1011 and ends with the *PanicError; the server and
+	// every other spark go on. Zero value means only the log.
+	OnPanic func(sp *Spark, err *PanicError)
+
+	// CrashOnPanic makes such a panic crash the process instead, as an
+	// unrecovered panic does in Go (after the log and OnPanic), for those
+	// who would rather restart than go on.
+	CrashOnPanic bool
 }
 
 const (

@@ -54,6 +54,8 @@ type Server struct {
 	trusted      []netip.Prefix
 	newID        func() string
 	log          *slog.Logger
+	onPanic      func(*Spark, *PanicError)
+	crashOnPanic bool
 	spec         []byte
 
 	hooks       []plugin.ServerHooks
@@ -73,7 +75,7 @@ type Server struct {
 	sparks    map[string]*Spark
 	closing   bool
 	running   sync.WaitGroup
-	hbStop    chan struct{} // non-nil while the heartbeat loop runs
+	hbStop    chan struct{} // non-nil while the housekeeping loop runs
 	hbStopped chan struct{}
 }
 
@@ -97,6 +99,8 @@ func New(opts *Options) (*Server, error) {
 		headerBytes:  o.HeaderBytes,
 		newID:        o.IDGenerator,
 		log:          o.Logger,
+		onPanic:      o.OnPanic,
+		crashOnPanic: o.CrashOnPanic,
 		sparks:       make(map[string]*Spark),
 	}
 	if s.pathname == "" {
@@ -267,7 +271,7 @@ func (s *Server) final(w http.ResponseWriter, r *http.Request) {
 	// is authorized as usual.
 	if fn := s.authorize.Load(); fn != nil && !isPreflight(r) {
 		if err := (*fn)(r); err != nil {
-			s.log.Debug("primus: request refused", "remote", r.RemoteAddr, "error", err)
+			s.log.Info("primus: request refused by Authorize", "remote", r.RemoteAddr, "error", err)
 			Refuse(w, err)
 			return
 		}
@@ -319,13 +323,12 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 		return
 	}
 	s.sparks[sp.id] = sp
-	s.running.Add(1)
-	if s.pingInterval > 0 && s.hbStop == nil {
+	s.running.Add(1) // Done when the spark has finished, maybe in another goroutine
+	if s.hbStop == nil {
 		s.hbStop, s.hbStopped = make(chan struct{}), make(chan struct{})
-		go s.heartbeatLoop(s.hbStop, s.hbStopped)
+		go s.housekeeping(s.hbStop, s.hbStopped)
 	}
 	s.mu.Unlock()
-	defer s.running.Done()
 	sp.run()
 }
 

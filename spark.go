@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-primus/primus/internal/pluginkit"
 	"github.com/go-primus/primus/parser"
@@ -36,29 +38,38 @@ const (
 // read; data handlers run one at a time, in order, in the spark's reading
 // goroutine, so a slow handler slows only its own spark.
 type Spark struct {
-	srv     *Server
-	id      string
-	query   url.Values
-	header  http.Header
-	addr    Address
-	conn    transport.Conn
-	ctx     context.Context
-	cancel  context.CancelFunc
-	alive   atomic.Bool
-	done    chan struct{}
-	wake    chan struct{}
-	stop    chan struct{}
-	stopped chan struct{}
+	srv    *Server
+	id     string
+	query  url.Values
+	header http.Header
+	addr   Address
+	conn   transport.Conn
+	space  transport.WriteSpace     // nil when conn cannot say; see write.go
+	wdl    transport.WriteDeadliner // nil when conn has no write deadline
+	parent context.Context          // the handshake's values, for Context
+	idle   transport.IdleReader     // nil when conn cannot move its reading
+	alive  atomic.Bool
+	dead   atomic.Bool // closing or closed: incoming messages are dropped
+	done   chan struct{}
+	reads  atomic.Uint32 // messages read, for sweepIdle
+	fresh  atomic.Bool   // the reading goroutine is new and has read nothing
+	swept  uint32        // reads at sweepIdle's last look; the housekeeping loop's
+	// detached is set once the reading left the transformer's goroutine;
+	// the reading goroutine's.
+	detached bool
 
-	mu       sync.Mutex
-	state    sparkState
-	queue    []outFrame
-	spare    []outFrame
-	queued   int64
-	reason   error
-	stopOnce sync.Once
-
-	writeTimer *time.Timer // owned by the writer goroutine
+	mu         sync.Mutex
+	state      sparkState
+	writing    bool          // someone holds the write turn (write.go)
+	writerDone chan struct{} // closed when the turn is given up, for finish
+	queue      []outFrame
+	spare      []outFrame
+	queued     int64
+	reason     error
+	ctx        context.Context // made on the first Context call
+	cancel     context.CancelFunc
+	ctxDone    bool        // the spark has ended: ctx is cancelled
+	writeTimer *time.Timer // for transports without write deadlines; made when first needed
 
 	onData  pluginkit.Handlers[func(*Message)]
 	onEnd   pluginkit.Handlers[func(error)]
@@ -73,33 +84,26 @@ const (
 	stateClosed
 )
 
-type outFrame struct {
-	data []byte
-	end  bool // close the connection after writing this frame
-}
-
 func newSpark(s *Server, r *http.Request, c transport.Conn) *Spark {
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	var id string
 	if ic, ok := c.(transport.Identified); ok {
-		id = ic.ID()
+		id = ic.ID() // made with transport.Options.NewID, the server's IDGenerator
 	} else {
 		id = s.newID()
 	}
 	sp := &Spark{
-		srv:     s,
-		id:      id,
-		query:   r.URL.Query(),
-		header:  r.Header,
-		addr:    clientAddress(r, s.trusted),
-		conn:    c,
-		ctx:     ctx,
-		cancel:  cancel,
-		done:    make(chan struct{}),
-		wake:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		srv:    s,
+		id:     id,
+		query:  r.URL.Query(),
+		header: transport.TrimHeader(r.Header, s.headerBytes),
+		addr:   clientAddress(r, s.trusted),
+		conn:   c,
+		parent: context.WithoutCancel(r.Context()),
+		done:   make(chan struct{}),
 	}
+	sp.space, _ = c.(transport.WriteSpace)
+	sp.wdl, _ = c.(transport.WriteDeadliner)
+	sp.idle, _ = c.(transport.IdleReader)
 	sp.alive.Store(true)
 	return sp
 }
@@ -122,7 +126,19 @@ func (sp *Spark) Address() Address { return sp.addr }
 
 // Context carries the values of the handshake request's context (those set
 // by middleware) and is cancelled when the spark has ended.
-func (sp *Spark) Context() context.Context { return sp.ctx }
+func (sp *Spark) Context() context.Context {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.ctx == nil {
+		// Made on demand: most sparks never need one, and an idle spark
+		// should cost as little as possible.
+		sp.ctx, sp.cancel = context.WithCancel(sp.parent)
+		if sp.ctxDone {
+			sp.cancel()
+		}
+	}
+	return sp.ctx
+}
 
 // Done is closed when the spark has ended and all its handlers have run.
 func (sp *Spark) Done() <-chan struct{} { return sp.done }
@@ -141,191 +157,69 @@ func (sp *Spark) OnEnd(f func(reason error)) { sp.onEnd.Add(f) }
 // end.
 func (sp *Spark) OnError(f func(error)) { sp.onError.Add(f) }
 
-// Write encodes v with the server's parser and queues it. It never blocks on
-// the network: when the queue would go over Options.SendQueueBytes the spark
-// is closed and ErrSlowConsumer returned. It returns ErrClosed once the spark
-// has ended (or is ending).
-func (sp *Spark) Write(v any) error {
-	if sp.srv.hasOutgoing {
-		for _, h := range sp.srv.hooks {
-			if h.Outgoing == nil {
-				continue
-			}
-			out, pass, err := h.Outgoing(sp, v)
-			if err != nil {
-				return fmt.Errorf("primus: outgoing transform: %w", err)
-			}
-			if !pass {
-				return nil
-			}
-			v = out
-		}
-	}
-	data, err := sp.srv.encode(v)
-	if err != nil {
-		return err
-	}
-	return sp.enqueue(data, false)
-}
-
-// End writes "primus::server::close" after everything already queued and
-// then closes the connection: the client ends and does not reconnect. It
-// returns at once; Done tells when the spark has ended.
-func (sp *Spark) End() error {
-	b, err := sp.srv.parser.Encode(serverClose)
-	if err != nil {
-		return err
-	}
-	return sp.enqueue(b, true)
-}
-
-// Close closes the connection at once, dropping queued messages, without
-// "primus::server::close": the client sees a lost connection and reconnects.
-func (sp *Spark) Close() error {
-	sp.abort(nil)
-	return nil
-}
-
-// enqueue adds an encoded frame to the send queue.
-func (sp *Spark) enqueue(data []byte, end bool) error {
-	sp.mu.Lock()
-	if sp.state != stateOpen {
-		sp.mu.Unlock()
-		return ErrClosed
-	}
-	n := int64(len(data))
-	if !end && sp.queued > 0 && sp.queued+n > sp.srv.queueBytes {
-		sp.mu.Unlock()
-		sp.abortAsync(ErrSlowConsumer)
-		return ErrSlowConsumer
-	}
-	sp.queue = append(sp.queue, outFrame{data: data, end: end})
-	sp.queued += n
-	if end {
-		sp.state = stateEnding
-	}
-	sp.mu.Unlock()
-	select {
-	case sp.wake <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// writeControl queues a protocol message, bypassing outgoing hooks.
-func (sp *Spark) writeControl(msg string) {
-	if b, err := sp.srv.parser.Encode(msg); err == nil {
-		_ = sp.enqueue(b, false)
-	}
-}
-
-// abort closes the connection at once. reason is reported to the error and
-// end handlers; nil means an intentional close.
-func (sp *Spark) abort(reason error) {
-	if sp.markAborted(reason) {
-		sp.stopWriter()
-		_ = sp.conn.CloseNow()
-	}
-}
-
-// abortAsync is abort for the fan-out paths (a broadcast tripping the
-// slow-consumer limit, a heartbeat tick): closing a transport can wait for
-// its goroutines, and one slow client must not hold up the others.
-func (sp *Spark) abortAsync(reason error) {
-	if sp.markAborted(reason) {
-		sp.stopWriter()
-		go func() { _ = sp.conn.CloseNow() }()
-	}
-}
-
-// markAborted moves the spark to closed and reports whether it was this call
-// that did.
-func (sp *Spark) markAborted(reason error) bool {
-	sp.mu.Lock()
-	defer sp.mu.Unlock()
-	if sp.state == stateClosed {
-		return false
-	}
-	sp.state = stateClosed
-	sp.reason = reason
-	sp.queue, sp.queued = nil, 0
-	return true
-}
-
-func (sp *Spark) stopWriter() { sp.stopOnce.Do(func() { close(sp.stop) }) }
-
-// writeLoop is the spark's one writing goroutine.
-func (sp *Spark) writeLoop() {
-	defer close(sp.stopped)
-	// One timer for the spark's whole life bounds each write: resetting it
-	// costs nothing, where a context with a deadline per write allocates.
-	sp.writeTimer = time.AfterFunc(time.Hour, func() { sp.abort(ErrWriteTimeout) })
-	sp.writeTimer.Stop()
-	defer sp.writeTimer.Stop()
-	for {
-		select {
-		case <-sp.wake:
-		case <-sp.stop:
-			return
-		}
-		for {
-			sp.mu.Lock()
-			if sp.state == stateClosed || len(sp.queue) == 0 {
-				sp.mu.Unlock()
-				break
-			}
-			batch := sp.queue
-			sp.queue, sp.spare = sp.spare[:0], nil
-			sp.mu.Unlock()
-			for i := range batch {
-				f := batch[i]
-				batch[i] = outFrame{}
-				if !sp.writeFrame(f) {
-					return
-				}
-			}
-			sp.mu.Lock()
-			if sp.spare == nil {
-				sp.spare = batch[:0]
-			}
-			sp.mu.Unlock()
-		}
-	}
-}
-
-// writeFrame writes one frame and reports whether the writer goes on.
-func (sp *Spark) writeFrame(f outFrame) bool {
-	sp.writeTimer.Reset(sp.srv.writeTimeout)
-	err := sp.conn.Write(context.Background(), sp.srv.frameType, f.data)
-	sp.writeTimer.Stop()
-	sp.mu.Lock()
-	sp.queued -= int64(len(f.data))
-	closed := sp.state == stateClosed
-	sp.mu.Unlock()
-	if closed {
-		return false
-	}
-	if err != nil {
-		sp.abort(nil) // the connection is gone; the read loop sees it too
-		return false
-	}
-	if f.end {
-		// Close with a handshake (bounded by the transport); the read loop
-		// receives the peer's answer and ends the spark.
-		_ = sp.conn.Close(transport.StatusNormalClosure, "")
-		_ = sp.conn.CloseNow()
-		return false
-	}
-	return true
-}
-
 // run drives the connection until it ends; it is called by Server.accept in
 // the transformer's goroutine.
 func (sp *Spark) run() {
 	if po, ok := sp.conn.(transport.PingObserver); ok {
 		po.OnPing(func() { sp.alive.Store(true) })
 	}
-	go sp.writeLoop()
+	sp.connected()
+	if sp.idle != nil {
+		// Read from a goroutine of its own from the start, so that the
+		// handshake's (grown) stack is not what the connection keeps.
+		sp.detached = true
+		sp.idle.Detach()
+		sp.fresh.Store(true)
+		go sp.readLoop()
+		return
+	}
+	sp.readLoop()
+}
+
+// readLoop reads the connection until it ends. When the housekeeping loop
+// wakes an idle connection's read (transport.IdleReader), the loop goes on
+// in a fresh goroutine, whose small stack is all the idle spark then holds,
+// and this one (its stack grown by the messages it handled) ends.
+func (sp *Spark) readLoop() {
+	var readErr error
+	for {
+		typ, data, err := sp.conn.Read(context.Background()) // a cancellable context costs two allocations per read in coder/websocket; CloseNow ends the read instead
+		if err != nil {
+			if errors.Is(err, transport.ErrWoken) && sp.detached {
+				sp.fresh.Store(true)
+				go sp.readLoop()
+				return
+			}
+			readErr = err
+			break
+		}
+		sp.reads.Add(1)
+		if sp.fresh.Load() {
+			sp.fresh.Store(false)
+		}
+		sp.handle(typ, data)
+	}
+	sp.finish(readErr)
+}
+
+// sweepIdle is the housekeeping loop's look at one spark: a spark whose
+// reading goroutine has handled messages and that has read nothing since
+// the last look is woken, so that its reading moves to a fresh goroutine.
+func (sp *Spark) sweepIdle() {
+	if sp.idle == nil || sp.fresh.Load() {
+		return
+	}
+	if r := sp.reads.Load(); r != sp.swept {
+		sp.swept = r
+		return
+	}
+	sp.idle.Wake()
+}
+
+// connected runs the plugins' connection hooks and the server's connection
+// handlers.
+func (sp *Spark) connected() {
+	defer sp.recoverPanic()
 	for _, h := range sp.srv.hooks {
 		if h.Connection != nil {
 			h.Connection(sp)
@@ -334,22 +228,24 @@ func (sp *Spark) run() {
 	for _, f := range sp.srv.onConnection.Get() {
 		f(sp)
 	}
-	var readErr error
-	for {
-		typ, data, err := sp.conn.Read(context.Background()) // a cancellable context costs two allocations per read in coder/websocket; CloseNow ends the read instead
-		if err != nil {
-			readErr = err
-			break
-		}
-		sp.handle(typ, data)
-	}
-	sp.finish(readErr)
 }
 
 // handle processes one incoming frame.
 func (sp *Spark) handle(typ transport.MessageType, data []byte) {
+	if sp.dead.Load() {
+		return // closing: what is still read is the peer's, not the application's
+	}
+	defer sp.recoverPanic()
 	m, err := incoming(sp.srv.parser, typ, data, sp.control)
 	if err != nil {
+		switch {
+		case errors.Is(err, ErrInvalidUTF8):
+			sp.closeWith(ErrInvalidUTF8, transport.StatusInvalidPayload, "invalid UTF-8")
+			return
+		case errors.Is(err, ErrUnsupportedData):
+			sp.closeWith(ErrUnsupportedData, transport.StatusUnsupportedData, "unsupported data: frame type does not match the parser")
+			return
+		}
 		sp.reportError(err)
 	}
 	if m == nil {
@@ -377,21 +273,44 @@ func (sp *Spark) handle(typ transport.MessageType, data []byte) {
 // clients alike. It returns nil for an empty frame (what a stock client
 // sends for a top-level undefined), for a control message that control
 // consumed, and, with the error, for a message that does not decode.
+//
+// Frames are validated before anything else sees them: a frame whose type
+// does not match the parser's is refused with ErrUnsupportedData, a text
+// frame that is not UTF-8 with ErrInvalidUTF8; the caller closes the
+// connection on both.
 func incoming(p parser.Parser, typ transport.MessageType, data []byte, control func(string) bool) (*Message, error) {
+	if (typ == transport.Binary) != p.Binary() {
+		return nil, ErrUnsupportedData
+	}
 	if len(data) == 0 {
 		return nil, nil
 	}
-	if typ == transport.Binary && !p.Binary() {
-		return parser.NewBinaryMessage(data), nil // passed through undecoded, as in Primus
+	checked := typ != transport.Text || parserChecksUTF8(p)
+	if !checked && !utf8.Valid(data) {
+		return nil, fmt.Errorf("primus: failed to decode incoming data: %w", ErrInvalidUTF8)
 	}
-	if s, ok := controlMessage(p, data); ok && control(s) {
-		return nil, nil
+	if s, ok := controlMessage(p, data); ok {
+		if typ == transport.Text && checked && !utf8.Valid(data) {
+			return nil, fmt.Errorf("primus: failed to decode incoming data: %w", ErrInvalidUTF8)
+		}
+		if control(s) {
+			return nil, nil
+		}
 	}
 	m := parser.NewMessage(p, data)
 	if err := m.Check(); err != nil {
 		return nil, fmt.Errorf("primus: failed to decode incoming data: %w", err)
 	}
 	return m, nil
+}
+
+// parserChecksUTF8 reports whether p's Valid refuses invalid UTF-8 itself.
+func parserChecksUTF8(p parser.Parser) bool {
+	if _, ok := p.(parser.Validator); !ok {
+		return false
+	}
+	u, ok := p.(parser.UTF8Checker)
+	return ok && u.ChecksUTF8()
 }
 
 var controlMarker = []byte(controlPrefix)
@@ -448,8 +367,47 @@ func (sp *Spark) heartbeat(ping []byte) {
 func (sp *Spark) reportError(err error) {
 	sp.srv.log.Debug("primus: spark error", "spark", sp.id, "error", err)
 	for _, f := range sp.onError.Get() {
-		f(err)
+		sp.call(func() { f(err) })
 	}
+}
+
+// recoverPanic is deferred around user code that runs in the spark's
+// reading goroutine.
+func (sp *Spark) recoverPanic() {
+	if v := recover(); v != nil {
+		sp.HandlePanic(v, debug.Stack())
+	}
+}
+
+// call runs user code that is not on the per-message path under recovery.
+func (sp *Spark) call(f func()) {
+	defer sp.recoverPanic()
+	f()
+}
+
+// HandlePanic ends the spark because code run for it panicked: it logs the
+// panic and its stack, runs Options.OnPanic, and closes the connection with
+// status 1011; the spark ends with a *PanicError. With
+// Options.CrashOnPanic, it panics again instead. The core calls it for its
+// own handlers; plugins call it through plugin.Recover for callbacks they
+// run elsewhere.
+func (sp *Spark) HandlePanic(v any, stack []byte) {
+	pe := &PanicError{Value: v, Stack: stack}
+	sp.srv.log.Error("primus: panic in a handler; closing the spark", "spark", sp.id, "panic", fmt.Sprint(v), "stack", string(stack))
+	if f := sp.srv.onPanic; f != nil {
+		func() {
+			defer func() {
+				if v2 := recover(); v2 != nil {
+					sp.srv.log.Error("primus: OnPanic panicked", "spark", sp.id, "panic", fmt.Sprint(v2))
+				}
+			}()
+			f(sp, pe)
+		}()
+	}
+	if sp.srv.crashOnPanic {
+		panic(v)
+	}
+	sp.closeWith(pe, transport.StatusInternalError, "internal error")
 }
 
 // finish ends the spark after its read loop has stopped.
@@ -458,49 +416,75 @@ func (sp *Spark) finish(readErr error) {
 	reason := sp.reason
 	if sp.state != stateClosed {
 		sp.state = stateClosed
-		sp.queue, sp.queued = nil, 0
-		if errors.Is(readErr, transport.ErrMessageTooBig) {
+		sp.dead.Store(true)
+		sp.queue, sp.spare, sp.queued = nil, nil, 0
+		switch {
+		case errors.Is(readErr, transport.ErrMessageTooBig):
 			reason = ErrMessageTooBig
+		case errors.Is(readErr, ErrInvalidUTF8):
+			reason = ErrInvalidUTF8 // a transformer refused the text itself (SockJS)
+		case errors.Is(readErr, ErrUnsupportedData):
+			reason = ErrUnsupportedData
 		}
 	}
 	sp.mu.Unlock()
 	// Close before waiting for the writer: a write blocked on a peer that
 	// stopped reading then fails at once instead of at the write timeout.
-	sp.stopWriter()
 	_ = sp.conn.CloseNow()
-	<-sp.stopped
-	sp.cancel()
+	sp.waitWriter()
+	sp.mu.Lock()
+	sp.ctxDone = true // a Context made from now on is born cancelled
+	if sp.cancel != nil {
+		sp.cancel()
+	}
+	sp.mu.Unlock()
 	sp.srv.remove(sp)
 	if reason != nil {
 		sp.reportError(reason)
 	}
 	for _, f := range sp.onEnd.Get() {
-		f(reason)
+		sp.call(func() { f(reason) })
 	}
 	for _, h := range sp.srv.hooks {
 		if h.Close != nil {
-			h.Close(sp, reason)
+			sp.call(func() { h.Close(sp, reason) })
 		}
 	}
 	for _, f := range sp.srv.onDisconnection.Get() {
-		f(sp)
+		sp.call(func() { f(sp) })
 	}
 	close(sp.done)
+	sp.srv.running.Done()
 }
 
-var _ plugin.Spark = (*Spark)(nil)
+var (
+	_ plugin.Spark        = (*Spark)(nil)
+	_ plugin.PanicHandler = (*Spark)(nil)
+)
 
-// heartbeatLoop is the server's one heartbeat timer; it runs while sparks
-// are connected.
-func (s *Server) heartbeatLoop(stop, stopped chan struct{}) {
+// idleSweep is how often the housekeeping loop looks for idle sparks to
+// move to a fresh reading goroutine: a spark is moved after one to two of
+// these without a message.
+const idleSweep = time.Second
+
+// housekeeping is the server's one timer loop, running while sparks are
+// connected: the heartbeat every PingInterval (when heartbeats are on), and
+// the idle sweep.
+func (s *Server) housekeeping(stop, stopped chan struct{}) {
 	defer close(stopped)
-	t := time.NewTicker(s.pingInterval)
-	defer t.Stop()
+	var beat <-chan time.Time
+	if s.pingInterval > 0 {
+		t := time.NewTicker(s.pingInterval)
+		defer t.Stop()
+		beat = t.C
+	}
+	sweep := time.NewTicker(idleSweep)
+	defer sweep.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case now := <-t.C:
+		case now := <-beat:
 			ping, err := s.parser.Encode(pingPrefix + strconv.FormatInt(now.UnixMilli(), 10))
 			if err != nil {
 				continue
@@ -508,6 +492,12 @@ func (s *Server) heartbeatLoop(stop, stopped chan struct{}) {
 			for _, sp := range s.snapshot() {
 				sp.heartbeat(ping)
 			}
+		case <-sweep.C:
+			s.mu.RLock()
+			for _, sp := range s.sparks {
+				sp.sweepIdle()
+			}
+			s.mu.RUnlock()
 		}
 	}
 }

@@ -119,7 +119,9 @@ func TestClientInChromium(t *testing.T) {
 		eval[chromedp.Void](t, ctx, `(() => {
 			window.listeners = [connect(), connect()];
 			window.got = Promise.all(listeners.map(async (p) => { await p.opened(); return p.next(); }));
-			return Promise.all(listeners.map((p) => p.opened()));
+			// An id round trip: the server has the spark by then (the
+			// browser's open event can come first).
+			return Promise.all(listeners.map(async (p) => { await p.opened(); await p.getID(); }));
 		})()`)
 		if err := srv.Write(map[string]any{"news": "for everyone"}); err != nil {
 			t.Fatal(err)

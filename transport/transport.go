@@ -74,6 +74,12 @@ const (
 // ErrMessageTooBig is wrapped by Conn.Read when a message exceeded the limit.
 var ErrMessageTooBig = errors.New("transport: message too big")
 
+// ErrUnsupportedData is wrapped by Conn.Read when a transformer refused a
+// frame of a type it does not carry (a binary frame on a text-only
+// transport), and by the core for a frame whose type does not match the
+// parser; the connection is closed with StatusUnsupportedData.
+var ErrUnsupportedData = errors.New("transport: unsupported data: frame type does not match the parser")
+
 // Capabilities say what a transformer's connections can carry.
 type Capabilities struct {
 	// Binary is true when the connections carry binary frames. A server
@@ -118,16 +124,16 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// TrimHeader returns a copy of h holding at most budget bytes (names plus
-// values): headers are kept whole, smallest first, while they fit; the
-// others are left out. A negative budget keeps nothing. What a connection
+// TrimHeader returns h when its names and values hold at most budget bytes,
+// and otherwise a copy holding at most that many: headers are kept whole,
+// smallest first, while they fit; the others are left out. A negative
+// budget keeps nothing. What a connection
 // keeps for its whole life is then bounded whatever a client sends, while
 // middleware and authorization, which run during the handshake, still see
 // every header.
 func TrimHeader(h http.Header, budget int) http.Header {
-	out := make(http.Header, min(len(h), 16))
 	if budget < 0 {
-		return out
+		return http.Header{}
 	}
 	type entry struct {
 		name string
@@ -144,11 +150,9 @@ func TrimHeader(h http.Header, budget int) http.Header {
 		total += n
 	}
 	if total <= budget {
-		for k, vs := range h {
-			out[k] = append([]string(nil), vs...)
-		}
-		return out
+		return h
 	}
+	out := make(http.Header, min(len(h), 16))
 	sort.Slice(entries, func(i, j int) bool {
 		if entries[i].size != entries[j].size {
 			return entries[i].size < entries[j].size
@@ -238,3 +242,41 @@ type Identified interface {
 type PingObserver interface {
 	OnPing(f func())
 }
+
+// WriteSpace is implemented by a Conn that can tell whether a write of n
+// bytes would complete at once, without waiting for the peer to read (the
+// kernel has room for it). The core then writes a message from the goroutine
+// that wrote it, instead of handing it to a writer goroutine: the same
+// result for less work, and an idle connection needs no writer at all.
+// Writable is called by the goroutine about to call Write, never
+// concurrently with Write; a wrong true would make that goroutine wait for
+// the peer, so an implementation must err towards false.
+type WriteSpace interface {
+	Writable(n int) bool
+}
+
+// WriteDeadliner is implemented by a Conn whose writes can be bounded by a
+// deadline: a Write still blocked at the deadline fails with an error
+// wrapping os.ErrDeadlineExceeded and the connection is unusable. The zero
+// time clears it. The core uses it for Options.WriteTimeout instead of a
+// timer per connection.
+type WriteDeadliner interface {
+	SetWriteDeadline(t time.Time) error
+}
+
+// IdleReader is implemented by a Conn that lets the core move an idle
+// connection's reading to a fresh goroutine: a goroutine's stack grows while
+// it handles messages and stays grown, so an idle connection then holds only
+// a small stack. Wake makes a Read that is waiting for the next message
+// return ErrWoken, with nothing lost and the connection intact (a Read that
+// is receiving a message is not disturbed). Detach tells the transformer
+// that the AcceptFunc may return while the connection is still open: the
+// core goes on reading it from another goroutine and closes it (CloseNow)
+// when it is done.
+type IdleReader interface {
+	Wake()
+	Detach()
+}
+
+// ErrWoken is returned by the Read of an IdleReader that Wake interrupted.
+var ErrWoken = errors.New("transport: read woken")

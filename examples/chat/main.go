@@ -52,7 +52,15 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second, // a client trickling its headers is cut
+		ReadTimeout:       30 * time.Second, // headers and body; upgraded connections are not affected
+		IdleTimeout:       2 * time.Minute,  // idle keep-alive connections are closed
+		MaxHeaderBytes:    64 << 10,         // net/http's default is 1 MiB per request
+		// No WriteTimeout: it would cut long polls and streaming responses;
+		// the primus server bounds its own writes (Options.WriteTimeout).
+	}
 	fmt.Printf("chat server: open http://%s/ in a browser\n", ln.Addr())
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

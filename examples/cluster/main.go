@@ -177,7 +177,15 @@ func startNode(cfg config, name, addr string) (*node, error) {
 		_ = be.Close()
 		return nil, err
 	}
-	n.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.hs = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second, // a client trickling its headers is cut
+		ReadTimeout:       30 * time.Second, // headers and body; upgraded connections are not affected
+		IdleTimeout:       2 * time.Minute,  // idle keep-alive connections are closed
+		MaxHeaderBytes:    64 << 10,         // net/http's default is 1 MiB per request
+		// No WriteTimeout: it would cut long polls and streaming responses;
+		// the primus server bounds its own writes (Options.WriteTimeout).
+	}
 	go func() {
 		defer close(n.served)
 		if err := n.hs.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/igm/sockjs-go/v3/sockjs"
 
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 )
 
@@ -22,8 +22,9 @@ const (
 	StatusDropped = 3000
 )
 
-// closeGrace bounds how long CloseNow lets a write that is under way finish,
-// so that the close frame still reaches a client that reads.
+// closeGrace bounds how long a close frame may take to reach a client when
+// the session is closed for a fault (Close with a code other than 1000 and
+// 1001, CloseNow, a refused frame): after it the connection is cut.
 const closeGrace = time.Second
 
 // conn is one SockJS session seen as a transport.Conn.
@@ -38,19 +39,30 @@ const closeGrace = time.Second
 // spark's single writer goroutine is then held, its send queue fills, and
 // the core's slow-consumer policy closes the spark: nothing grows without
 // bound. CloseNow ends any wait and aborts a write blocked on the network.
+//
+// Closing. A close hands sockjs-go the close frame c[code,"reason"], which
+// goes out at once on a WebSocket or a receiving request under way, or
+// with the client's next poll. Handing it over can wait for a write blocked
+// on a client that does not read (sockjs-go holds the session's lock while
+// it writes), so every close is bounded: when its time is up, cut aborts the
+// blocked writes (a past write deadline on the responses, the WebSocket's
+// connection closed).
 type conn struct {
 	h    *handler
 	sess sockjs.Session
 	ws   *wsConn // nil for the HTTP transports
 
-	tooBig atomic.Bool
+	refused atomic.Pointer[error] // why the transformer closed the session on a client's frame
 
 	mu       sync.Mutex
 	sizes    []int64 // sizes of the messages handed to Send and not yet written, oldest first
 	buffered int64   // their sum
 	sending  bool    // a Send is under way
 	closed   bool    // Close or CloseNow has begun
-	final    bool    // the close frame has been handed to sockjs-go, or CloseNow ran
+	final    bool    // a close frame is being handed to sockjs-go, or has been
+	handed   bool    // it has been (or the hand-over was cut)
+	cutTimer *time.Timer
+	cutAt    time.Time
 	writers  map[*frameWriter]struct{}
 	changed  chan struct{} // signalled when buffered shrinks or the conn closes
 	closers  sync.WaitGroup
@@ -65,8 +77,8 @@ var _ transport.Conn = (*conn)(nil)
 func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) {
 	msg, err := c.sess.RecvCtx(ctx)
 	if err != nil {
-		if c.tooBig.Load() {
-			return 0, nil, fmt.Errorf("sockjs: failed to read: %w", transport.ErrMessageTooBig)
+		if why := c.refused.Load(); why != nil {
+			return 0, nil, fmt.Errorf("sockjs: failed to read: %w", *why)
 		}
 		return 0, nil, fmt.Errorf("sockjs: failed to read: %w", err)
 	}
@@ -77,12 +89,36 @@ func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) 
 	return transport.Text, []byte(msg), nil
 }
 
-// closeTooBig closes the session because the client sent too much. It
-// returns once the close frame is out (or failed), so that sockjs-go, whose
-// read fails next, does not close the session first without it.
+// Why the transformer refuses what a client sent.
+var (
+	errTooBig      = transport.ErrMessageTooBig
+	errInvalidText = fmt.Errorf("%w: %w", ErrProtocol, parser.ErrInvalidUTF8)
+	errBinaryFrame = fmt.Errorf("%w: %w: a binary frame (SockJS carries text only)", ErrProtocol, transport.ErrUnsupportedData)
+)
+
+// closeTooBig closes the session because the client sent too much.
 func (c *conn) closeTooBig() {
-	c.tooBig.Store(true)
-	c.drop(transport.StatusMessageTooBig, "Message too big", true)
+	c.refuse(errTooBig, transport.StatusMessageTooBig, "Message too big")
+}
+
+// closeInvalid closes the session because the client sent text that is not
+// UTF-8 (see textChecker).
+func (c *conn) closeInvalid() {
+	c.refuse(errInvalidText, transport.StatusInvalidPayload, "invalid UTF-8")
+}
+
+// closeBinary closes the session because the client sent a binary frame.
+func (c *conn) closeBinary() {
+	c.refuse(errBinaryFrame, transport.StatusUnsupportedData, "unsupported data: SockJS carries text only")
+}
+
+// refuse closes the session because of what the client sent: Read then
+// fails with an error wrapping why. It returns once the close frame is out
+// (or cut), so that sockjs-go, whose read fails next, does not close the
+// session first without it.
+func (c *conn) refuse(why error, code int, reason string) {
+	c.refused.CompareAndSwap(nil, &why)
+	c.drop(code, reason, true)
 }
 
 func (c *conn) Write(ctx context.Context, typ transport.MessageType, data []byte) error {
@@ -166,18 +202,28 @@ func (c *conn) removeWriter(f *frameWriter) {
 }
 
 // Close sends the SockJS close frame c[code,"reason"] and closes the
-// session. On the HTTP transports it first waits (up to WriteTimeout, or
-// until the session ends) for the client to collect the messages written
-// before, which sockjs-go would otherwise drop: Spark.End's
-// "primus::server::close" must arrive before the close frame. A polling
-// client collects the close frame with its next poll.
+// session.
+//
+// A normal closure (1000, 1001: Spark.End, a server shutting down) keeps
+// the order of what was written: on the HTTP transports Close first waits
+// (up to WriteTimeout, or until the session ends) for the client to collect
+// the messages written before, which sockjs-go would otherwise drop, so that
+// "primus::server::close" arrives before the close frame; the hand-over of
+// the frame is then bounded by WriteTimeout too.
+//
+// Any other code closes for a fault (a slow consumer, a panic, refused
+// data): the messages not yet collected are dropped, and the close frame is
+// handed over at once, bounded by closeGrace. A polling client collects it
+// with its next poll; a WebSocket or streaming client that does not read
+// has its connection cut.
 func (c *conn) Close(code int, reason string) error {
+	normal := code == transport.StatusNormalClosure || code == transport.StatusGoingAway
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return nil
 	}
-	if c.ws == nil && c.buffered > 0 {
+	if normal && c.ws == nil && c.buffered > 0 {
 		timer := time.NewTimer(c.h.opts.WriteTimeout)
 		defer timer.Stop()
 		for c.buffered > 0 && !c.closed {
@@ -185,9 +231,6 @@ func (c *conn) Close(code int, reason string) error {
 			select {
 			case <-c.changed:
 			case <-timer.C:
-				c.mu.Lock()
-				c.closed = true
-				c.mu.Unlock()
 				_ = c.CloseNow()
 				return fmt.Errorf("sockjs: failed to close: %w", context.DeadlineExceeded)
 			case <-c.sess.Context().Done():
@@ -202,12 +245,16 @@ func (c *conn) Close(code int, reason string) error {
 	}
 	c.closed = true
 	c.final = true
-	// The close frame, and a heartbeat that may hold the session's lock,
-	// must not wait for a client that does not read.
-	c.setWriteDeadlinesLocked(time.Now().Add(c.h.opts.WriteTimeout))
+	bound := closeGrace
+	if normal {
+		bound = c.h.opts.WriteTimeout
+	}
+	c.armCutLocked(bound)
 	c.mu.Unlock()
 	c.signal()
-	if err := c.sess.Close(uint32(code), closeReason(code, reason)); err != nil && !errors.Is(err, sockjs.ErrSessionNotOpen) {
+	err := c.sess.Close(uint32(code), closeReason(code, reason))
+	c.handedOver()
+	if err != nil && !errors.Is(err, sockjs.ErrSessionNotOpen) {
 		return fmt.Errorf("sockjs: failed to close: %w", err)
 	}
 	return nil
@@ -215,17 +262,26 @@ func (c *conn) Close(code int, reason string) error {
 
 // CloseNow drops the session: the client gets c[3000,"dropped"] when it
 // can still read one (within closeGrace), and reconnects; a WebSocket is
-// closed right after. A write blocked on the network fails within
-// closeGrace; a write waiting for buffer space fails at once. After Close it
-// does nothing more.
+// closed right after. After Close, it bounds what is left of Close's
+// hand-over by closeGrace instead. It never waits: a write blocked on the
+// network fails within closeGrace, a write waiting for buffer space at once.
 func (c *conn) CloseNow() error {
+	c.mu.Lock()
+	if c.final {
+		if !c.handed {
+			c.armCutLocked(closeGrace)
+		}
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
 	c.drop(StatusDropped, "dropped", false)
 	return nil
 }
 
 // drop closes the session with code and reason without waiting for anything
-// written before. With wait it returns when the close frame has been
-// handed over; otherwise at once.
+// written before, bounded by closeGrace. With wait it returns when the close
+// frame has been handed over (or cut); otherwise at once.
 func (c *conn) drop(code int, reason string, wait bool) {
 	c.mu.Lock()
 	if c.final {
@@ -234,31 +290,17 @@ func (c *conn) drop(code int, reason string, wait bool) {
 	}
 	c.closed = true
 	c.final = true
-	sending := c.sending // it may have just finished: it is only a hint
-	c.setWriteDeadlinesLocked(time.Now().Add(closeGrace))
+	c.armCutLocked(closeGrace)
 	c.closers.Add(1)
 	c.mu.Unlock()
 	c.signal()
 
-	var raw net.Conn
-	if c.ws != nil {
-		raw = c.ws.raw
-	}
-	if raw != nil && sending {
-		// The Send under way holds the session's lock: let it finish or
-		// fail within closeGrace.
-		_ = raw.SetWriteDeadline(time.Now().Add(closeGrace))
-	}
 	closeSession := func() {
 		defer c.closers.Done()
-		var t *time.Timer
-		if raw != nil {
-			t = time.AfterFunc(closeGrace, func() { _ = raw.Close() })
-		}
 		_ = c.sess.Close(uint32(code), reason)
-		if raw != nil {
-			t.Stop()
-			_ = raw.Close()
+		c.handedOver()
+		if c.ws != nil {
+			_ = c.ws.conn.Close()
 		}
 	}
 	if wait {
@@ -271,10 +313,46 @@ func (c *conn) drop(code int, reason string, wait bool) {
 	go closeSession()
 }
 
-// setWriteDeadlinesLocked bounds the writes to the session's responses.
-func (c *conn) setWriteDeadlinesLocked(deadline time.Time) {
+// armCutLocked makes sure the close under way ends within d: then cut
+// aborts whatever it still waits for.
+func (c *conn) armCutLocked(d time.Duration) {
+	at := time.Now().Add(d)
+	switch {
+	case c.handed:
+	case c.cutTimer == nil:
+		c.cutAt = at
+		c.cutTimer = time.AfterFunc(d, c.cut)
+	case at.Before(c.cutAt):
+		c.cutAt = at
+		c.cutTimer.Reset(d)
+	}
+}
+
+// handedOver records that the close frame is with sockjs-go.
+func (c *conn) handedOver() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.handed = true
+	if c.cutTimer != nil {
+		c.cutTimer.Stop()
+	}
+}
+
+// cut aborts every write blocked on the client: the responses under way
+// get a write deadline in the past, and a WebSocket's connection is closed.
+func (c *conn) cut() {
+	c.mu.Lock()
+	if c.handed {
+		c.mu.Unlock()
+		return
+	}
+	now := time.Now()
 	for f := range c.writers {
-		_ = http.NewResponseController(f.ResponseWriter).SetWriteDeadline(deadline)
+		_ = http.NewResponseController(f.ResponseWriter).SetWriteDeadline(now)
+	}
+	c.mu.Unlock()
+	if c.ws != nil {
+		_ = c.ws.conn.Close()
 	}
 }
 

@@ -21,7 +21,39 @@
 // address of the request that opened the session. Writes are bounded: see
 // Options.SendBufferBytes. Spark.End sends "primus::server::close" and then
 // the close frame c[1000,"Normal closure"]; Spark.Close sends
-// c[3000,"dropped"], after which the client reconnects.
+// c[3000,"dropped"], after which the client reconnects. A spark closed for
+// a fault (a slow consumer, a panic) gets its code and reason, such as
+// c[1008,"slow consumer"], within about a second, or its connection is cut.
+//
+// What a client sends is checked before sockjs-go or the core sees it:
+//
+//   - Every request body is read within primus.Options.BodyTimeout; a client
+//     that trickles one gets 408 and its connection closed.
+//   - A frame over Options.MaxFrameBytes, or a message over the server's
+//     MaxMessageSize, closes the session with 1009.
+//   - Text that is not valid UTF-8, and a JSON escape of half a surrogate
+//     pair (which sockjs-go would turn into U+FFFD unnoticed), close the
+//     session with 1007 on every transport, the raw /websocket endpoint
+//     included; a binary WebSocket message closes it with 1003. The message
+//     reaches no one.
+//   - A session keeps a bounded copy of the request that opened it
+//     (primus.Options.HeaderBytes, plus the few headers SockJS and the
+//     client's address need), whatever the size of the client's headers.
+//
+// # Sessions belong to their client
+//
+// A SockJS session id travels in every URL of the session (polling and
+// sending requests, logs, proxies), so knowing it must not be enough to use
+// the session. A session belongs to the client address that opened it (the
+// socket's peer, or the address primus.Options.TrustedProxies forward): a
+// request for it from any other address is answered as if the session did
+// not exist, 404 for a send and a new session for a poll, so that it is not
+// even revealed. The websocket transport needs no such check: one
+// connection carries the whole session. Options.InsecureAnyClientAddress
+// turns the binding off, for clients whose address changes from one request
+// to the next (rotating NATs, several egress addresses); behind a load
+// balancer, list it in TrustedProxies so that the binding sees the clients'
+// own addresses.
 //
 // # Sticky sessions
 //

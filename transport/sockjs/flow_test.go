@@ -71,7 +71,7 @@ func TestSendBufferBoundsPolls(t *testing.T) {
 
 // A polling client that stops collecting fills the transformer's bound,
 // then the spark's send queue, and the spark is closed as a slow consumer
-// long before the session would time out.
+// long before the session would time out, with a close frame that says so.
 func TestSlowPollingConsumer(t *testing.T) {
 	t.Parallel()
 	s := start(t, &sockjs.Options{SendBufferBytes: 8 << 10, DisconnectDelay: 3 * time.Second},
@@ -101,9 +101,10 @@ func TestSlowPollingConsumer(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the slow consumer was closed after %v", d)
 	}
-	// The client learns at its next poll that it was dropped.
-	if f := c.poll(t); len(f) != 1 || f[0] != `c[3000,"dropped"]` {
-		t.Errorf("poll after the drop: %q", f)
+	// The client learns at its next poll why it was closed; the messages
+	// it did not collect are dropped.
+	if f := c.poll(t); len(f) != 1 || f[0] != `c[1008,"slow consumer"]` {
+		t.Errorf("poll after the slow consumer was closed: %q", f)
 	}
 }
 

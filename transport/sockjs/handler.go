@@ -2,12 +2,13 @@ package sockjs
 
 import (
 	"bytes"
-	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"strconv"
@@ -30,9 +31,12 @@ import (
 // accept with the request that opened it.
 //
 // Before sockjs-go sees a request, the handler refuses browser origins that
-// opts does not allow (403), bounds what a client may send (MaxFrameBytes),
-// and wraps the response so that it can tell when the messages a session
-// buffered have been written (see SendBufferBytes).
+// opts does not allow (403); reads its body under opts.BodyTimeout (see
+// readBody); bounds what a client may send (MaxFrameBytes) and refuses what
+// is not valid text (see textChecker); names the session after the client's
+// address (see sessionKey); keeps a bounded copy of the request for the
+// session (see keptHeader); and wraps the response so that it can tell when
+// the messages a session buffered have been written (see SendBufferBytes).
 func (t *Transformer) Handler(opts transport.Options, accept transport.AcceptFunc) (http.Handler, error) {
 	if accept == nil {
 		return nil, errors.New("sockjs: nil accept function")
@@ -80,13 +84,12 @@ type handler struct {
 	accept transport.AcceptFunc
 	sjs    *sockjs.Handler
 
-	mu        sync.Mutex
-	sessions  map[string]*conn // running HTTP sessions (not WebSocket ones) by SockJS session id
-	receiving map[string]int   // receiving requests under way by SockJS session id
-}
+	noDeadline sync.Once // the warning that bodies are read without a deadline
 
-// wsKey is the request context key of a WebSocket session's *wsConn.
-type wsKey struct{}
+	mu        sync.Mutex
+	sessions  map[string]*conn // running HTTP sessions (not WebSocket ones) by key (see sessionKey)
+	receiving map[string]int   // receiving requests under way by session key
+}
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.originAllowed(r) {
@@ -95,47 +98,113 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rest := strings.TrimPrefix(r.URL.Path, h.topts.Pathname)
 	if rest == "/websocket" {
-		h.serveWebSocket(w, r, h.topts.MaxMessageSize)
+		h.serveWebSocket(w, r, h.topts.MaxMessageSize, true)
 		return
 	}
-	id, kind, ok := sessionPath(rest)
+	server, id, kind, ok := sessionPath(rest)
 	if !ok {
-		h.sjs.ServeHTTP(w, r)
+		// The welcome text, /info, the iframe page, and what sockjs-go
+		// answers with 404.
+		if _, err := h.readBody(w, r, otherBodyBytes); err != nil {
+			bodyFailed(w, err, otherBodyBytes)
+			return
+		}
+		h.sjs.ServeHTTP(w, withBody(r, r.URL, nil))
+		return
+	}
+	if kind == "websocket" {
+		h.serveWebSocket(w, r, h.opts.MaxFrameBytes, false)
+		return
+	}
+	key := h.sessionKey(id, r)
+	u := r.URL
+	if key != id {
+		v := *r.URL
+		v.Path = h.topts.Pathname + "/" + server + "/" + key + "/" + kind
+		v.RawPath = ""
+		u = &v
+	}
+	switch kind {
+	case "xhr_send", "jsonp_send":
+		h.serveSend(w, r, u, key, kind)
+		return
+	}
+	if _, err := h.readBody(w, r, otherBodyBytes); err != nil {
+		bodyFailed(w, err, otherBodyBytes)
 		return
 	}
 	switch kind {
-	case "websocket":
-		h.serveWebSocket(w, r, h.opts.MaxFrameBytes)
 	case "xhr", "xhr_streaming", "eventsource", "htmlfile", "jsonp":
-		h.serveReceiving(w, r, id, kind)
-	case "xhr_send", "jsonp_send":
-		if r.Body != nil {
-			body, err := io.ReadAll(io.LimitReader(r.Body, h.opts.MaxFrameBytes+1))
-			if err != nil {
-				http.Error(w, "sockjs: failed to read the request body", http.StatusBadRequest)
-				return
-			}
-			if int64(len(body)) > h.opts.MaxFrameBytes {
-				if c := h.session(id); c != nil {
-					c.closeTooBig()
-				}
-				http.Error(w, "sockjs: request body over "+strconv.FormatInt(h.opts.MaxFrameBytes, 10)+" bytes", http.StatusRequestEntityTooLarge)
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
-		}
-		h.sjs.ServeHTTP(w, r)
+		h.serveReceiving(w, h.sessionRequest(r, u, nil), key, kind)
 	default:
-		h.sjs.ServeHTTP(w, r)
+		h.sjs.ServeHTTP(w, withBody(r, u, nil))
 	}
+}
+
+// withBody returns a shallow copy of r with the URL u and the body read.
+func withBody(r *http.Request, u *url.URL, body []byte) *http.Request {
+	r2 := r.WithContext(r.Context())
+	r2.URL = u
+	r2.Body = http.NoBody
+	if len(body) > 0 {
+		r2.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r2.ContentLength = int64(len(body))
+	return r2
+}
+
+// serveSend serves xhr_send and jsonp_send: the body is read and checked
+// here (see readBody and textChecker), and sockjs-go gets the bytes read.
+func (h *handler) serveSend(w http.ResponseWriter, r *http.Request, u *url.URL, key, kind string) {
+	body, err := h.readBody(w, r, h.opts.MaxFrameBytes)
+	if err != nil {
+		if errors.Is(err, errBodyTooBig) {
+			if c := h.session(key); c != nil {
+				c.closeTooBig()
+			}
+		}
+		bodyFailed(w, err, h.opts.MaxFrameBytes)
+		return
+	}
+	if !validText(sendPayload(kind, r, body), true) {
+		// The session, if it is this client's and running, ends with
+		// c[1007,...]; the frame reaches no one.
+		if c := h.session(key); c != nil {
+			c.closeInvalid()
+		}
+		http.Error(w, "sockjs: the payload is not valid UTF-8 text", http.StatusBadRequest)
+		return
+	}
+	h.sjs.ServeHTTP(w, withBody(r, u, body))
+}
+
+// sessionKey is the name under which sockjs-go knows the session id of r's
+// client: the id followed by the client's address (ClientAddress), unless
+// InsecureAnyClientAddress is set. A request from another address than
+// the one that opened a session therefore names another session: sending
+// to it gets 404 and receiving from it opens a new session, exactly as for
+// an id nobody uses, so that learning a session's id is not enough to read
+// or write its messages, nor to tell that it exists.
+func (h *handler) sessionKey(id string, r *http.Request) string {
+	if h.opts.InsecureAnyClientAddress {
+		return id
+	}
+	var addr netip.Addr
+	if h.topts.ClientAddress != nil {
+		addr = h.topts.ClientAddress(r)
+	} else if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		addr = ap.Addr()
+	}
+	b := addr.Unmap().As16()
+	return id + "~" + hex.EncodeToString(b[:])
 }
 
 // raceRetries bounds the attempts at a receiving request that sockjs-go
 // refuses only because it has not yet detached the session's previous one.
 const raceRetries = 8
 
-// serveReceiving hands a receiving request (a poll or a stream) to
-// sockjs-go, through a frameWriter.
+// serveReceiving hands a receiving request (a poll or a stream), as
+// sessionRequest made it, to sockjs-go, through a frameWriter.
 //
 // sockjs-go detaches a receiving request from its session in a goroutine of
 // its own after the request ends, so a client that polls again at once can
@@ -144,20 +213,20 @@ const raceRetries = 8
 // comes while no other receiving request of the session is under way, the
 // handler drops it and serves the request again a moment later, keeping
 // what the first attempt already sent.
-func (h *handler) serveReceiving(w http.ResponseWriter, r *http.Request, id, kind string) {
+func (h *handler) serveReceiving(w http.ResponseWriter, r *http.Request, key, kind string) {
 	h.mu.Lock()
-	h.receiving[id]++
+	h.receiving[key]++
 	h.mu.Unlock()
 	defer func() {
 		h.mu.Lock()
-		if h.receiving[id]--; h.receiving[id] == 0 {
-			delete(h.receiving, id)
+		if h.receiving[key]--; h.receiving[key] == 0 {
+			delete(h.receiving, key)
 		}
 		h.mu.Unlock()
 	}()
 	resp := &response{}
 	for attempt := 0; ; attempt++ {
-		fw := &frameWriter{ResponseWriter: w, h: h, id: id, kind: kind, resp: resp, retry: attempt < raceRetries}
+		fw := &frameWriter{ResponseWriter: w, h: h, id: key, kind: kind, resp: resp, retry: attempt < raceRetries}
 		if attempt > 0 {
 			fw.skip = preludeWrites(kind)
 		}
@@ -178,30 +247,46 @@ func (h *handler) serveReceiving(w http.ResponseWriter, r *http.Request, id, kin
 
 // receivers returns the number of receiving requests of the session under
 // way.
-func (h *handler) receivers(id string) int {
+func (h *handler) receivers(key string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.receiving[id]
+	return h.receiving[key]
 }
 
 // serveWebSocket hands a WebSocket upgrade to sockjs-go, keeping the
-// hijacked connection (for CloseNow) and bounding each incoming frame to
-// limit bytes.
-func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request, limit int64) {
-	ws := &wsConn{limit: limit, ready: make(chan struct{})}
-	r = r.WithContext(context.WithValue(r.Context(), wsKey{}, ws))
-	h.sjs.ServeHTTP(&hijacker{ResponseWriter: w, ws: ws}, r)
+// hijacked connection (for CloseNow) and inspecting each incoming frame
+// (see wsConn); raw is the endpoint without SockJS framing.
+//
+// sockjs-go serves a WebSocket session in the goroutine that upgraded it,
+// for as long as the session lasts. Were that net/http's goroutine, the
+// client's whole request would stay reachable (from its stack, and from the
+// server's connection state) for the session's life. So sockjs-go runs in a
+// goroutine of its own, with the request sessionRequest made, and the
+// handler returns as soon as the connection is hijacked.
+func (h *handler) serveWebSocket(w http.ResponseWriter, r *http.Request, limit int64, raw bool) {
+	ws := &wsConn{limit: limit, raw: raw, ready: make(chan struct{})}
+	hj := &hijacker{w: w, ws: ws, hijacked: make(chan struct{})}
+	sr := h.sessionRequest(r, r.URL, ws)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.sjs.ServeHTTP(hj, sr)
+	}()
+	select {
+	case <-hj.hijacked:
+	case <-done: // refused before the upgrade
+	}
 }
 
 // sessionPath splits "/<server>/<session>/<kind>" as sockjs-go does (no
 // dots in the first two segments).
-func sessionPath(p string) (id, kind string, ok bool) {
+func sessionPath(p string) (server, id, kind string, ok bool) {
 	parts := strings.Split(p, "/")
 	if len(parts) != 4 || parts[0] != "" || parts[1] == "" || parts[2] == "" || parts[3] == "" ||
 		strings.Contains(parts[1], ".") || strings.Contains(parts[2], ".") {
-		return "", "", false
+		return "", "", "", false
 	}
-	return parts[2], parts[3], true
+	return parts[1], parts[2], parts[3], true
 }
 
 // serve runs one SockJS session; sockjs-go calls it in a goroutine of its
@@ -213,10 +298,16 @@ func (h *handler) serve(s sockjs.Session) {
 	r := s.Request()
 	c := newConn(h, s)
 	defer c.release()
-	if ws, ok := r.Context().Value(wsKey{}).(*wsConn); ok {
-		c.ws = ws
-		ws.conn.Store(c)
-		close(ws.ready)
+	info := infoOf(r)
+	if info != nil {
+		// The core sees the client's URL, not the session's key.
+		r = r.WithContext(r.Context())
+		r.URL = info.url
+	}
+	if info != nil && info.ws != nil {
+		c.ws = info.ws
+		info.ws.sess.Store(c)
+		close(info.ws.ready)
 	} else {
 		h.mu.Lock()
 		h.sessions[s.ID()] = c
@@ -232,11 +323,11 @@ func (h *handler) serve(s sockjs.Session) {
 	h.accept(r, c)
 }
 
-// session returns the running HTTP session with the id.
-func (h *handler) session(id string) *conn {
+// session returns the running HTTP session with the key.
+func (h *handler) session(key string) *conn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.sessions[id]
+	return h.sessions[key]
 }
 
 // originAllowed applies the server's origin policy to browser requests: no

@@ -13,114 +13,187 @@ import (
 // wsConn is what the handler knows of a WebSocket session: the hijacked
 // connection, and the session's conn once it runs.
 //
-// sockjs-go reads WebSocket frames with gorilla/websocket without a read
-// limit, so a client could make it buffer any amount; the handler therefore
-// hands gorilla/websocket a connection that follows the frames it reads and
-// fails the read as soon as a frame header announces a message over limit.
+// sockjs-go reads WebSocket frames with gorilla/websocket, which has no read
+// limit here and decodes what it reads at once (a SockJS frame as JSON, which
+// turns bytes that are not UTF-8 into U+FFFD). So the handler hands
+// gorilla/websocket a connection that follows the frames it reads (see
+// frameInspector) and fails the read, after closing the session with the
+// right code, as soon as a frame header announces a message over limit
+// (1009), a binary message begins (1003: SockJS carries text), or a text
+// message turns out not to be valid text (1007).
 type wsConn struct {
 	limit int64
-	raw   net.Conn // the hijacked connection, set before the session starts
-	conn  atomic.Pointer[conn]
-	ready chan struct{} // closed once conn is set
+	raw   bool     // the raw endpoint: one message per frame, no SockJS framing
+	conn  net.Conn // the hijacked connection, set before the session starts
+	sess  atomic.Pointer[conn]
+	ready chan struct{} // closed once sess is set
 }
 
-// hijacker gives gorilla/websocket a limitedConn when it hijacks.
+// hijacker gives gorilla/websocket an inspectedConn when it hijacks, and
+// tells the handler that the upgrade has happened.
 type hijacker struct {
-	http.ResponseWriter
+	w        http.ResponseWriter // nil once hijacked: the session must not keep the server's response (and its request) alive
 	ws       *wsConn
-	hijacked bool
+	hijacked chan struct{} // closed by Hijack
+}
+
+func (h *hijacker) Header() http.Header {
+	if h.w == nil {
+		return http.Header{}
+	}
+	return h.w.Header()
 }
 
 func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	raw, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if h.w == nil {
+		return nil, nil, http.ErrHijacked
+	}
+	raw, brw, err := http.NewResponseController(h.w).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	h.hijacked = true
-	h.ws.raw = raw
-	lc := &limitedConn{Conn: raw, r: brw.Reader, lim: frameLimiter{max: h.ws.limit}, ws: h.ws}
-	return lc, bufio.NewReadWriter(bufio.NewReader(lc), brw.Writer), nil
+	h.w = nil
+	h.ws.conn = raw
+	ic := &inspectedConn{Conn: raw, r: brw.Reader, ws: h.ws, insp: frameInspector{max: h.ws.limit, text: textChecker{json: !h.ws.raw}}}
+	close(h.hijacked)
+	return ic, bufio.NewReadWriter(bufio.NewReader(ic), brw.Writer), nil
 }
 
-func (h *hijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
+// Unwrap lets http.ResponseController reach the server's response until
+// the hijack.
+func (h *hijacker) Unwrap() http.ResponseWriter { return h.w }
 
 // WriteHeader and Write drop what sockjs-go writes after the hijack (an
 // http.Error when closing an already closed connection fails), which
 // net/http would log as a misuse.
 func (h *hijacker) WriteHeader(status int) {
-	if !h.hijacked {
-		h.ResponseWriter.WriteHeader(status)
+	if h.w != nil {
+		h.w.WriteHeader(status)
 	}
 }
 
 func (h *hijacker) Write(p []byte) (int, error) {
-	if h.hijacked {
+	if h.w == nil {
 		return 0, http.ErrHijacked
 	}
-	return h.ResponseWriter.Write(p)
+	return h.w.Write(p)
 }
 
-// errFrameTooBig fails gorilla/websocket's read of an oversized frame.
-var errFrameTooBig = errors.New("sockjs: frame too big")
+// errRefused fails gorilla/websocket's read of a frame the session refused.
+var errRefused = errors.New("sockjs: frame refused")
 
-// limitedConn is the hijacked connection as gorilla/websocket reads it.
+// inspectedConn is the hijacked connection as gorilla/websocket reads it.
 // Only gorilla/websocket's reading goroutine calls Read.
-type limitedConn struct {
+type inspectedConn struct {
 	net.Conn
-	r        *bufio.Reader // the server's reader, which may hold bytes already
-	lim      frameLimiter
-	ws       *wsConn
-	exceeded bool
+	r       *bufio.Reader // the server's reader, which may hold bytes already
+	ws      *wsConn
+	insp    frameInspector
+	verdict verdict // what the inspector found wrong; frameOK while nothing
 }
 
-func (c *limitedConn) Read(p []byte) (int, error) {
-	if c.exceeded {
-		return 0, errFrameTooBig
+func (c *inspectedConn) Read(p []byte) (int, error) {
+	if c.verdict != frameOK {
+		return 0, c.refuse()
 	}
 	n, err := c.r.Read(p)
-	if !c.lim.consume(p[:n]) {
-		c.exceeded = true
-		// sockjs-go starts the session's goroutine before this reading
-		// one, so its conn comes soon if it is not there yet.
-		timer := time.NewTimer(closeGrace)
-		select {
-		case <-c.ws.ready:
-			c.ws.conn.Load().closeTooBig() // c[1009,"Message too big"], then the session ends
-		case <-timer.C:
-		}
-		timer.Stop()
-		return 0, errFrameTooBig
+	k, v := c.insp.consume(p[:n])
+	if v == frameOK {
+		return n, err
 	}
-	return n, err
+	c.verdict = v
+	if k > 0 {
+		// What came before the refused frame may hold whole messages:
+		// let gorilla/websocket have them, and refuse at the next read.
+		return k, nil
+	}
+	return 0, c.refuse()
 }
 
-// frameLimiter follows the WebSocket frames (RFC 6455, section 5.2) in a
-// byte stream and reports a data message whose payload goes over max.
-type frameLimiter struct {
+// refuse closes the session with the code of the verdict (once the close
+// frame is out) and returns the error that fails gorilla/websocket's read.
+func (c *inspectedConn) refuse() error {
+	// sockjs-go starts the session's goroutine before this reading one, so
+	// its conn comes soon if it is not there yet.
+	timer := time.NewTimer(closeGrace)
+	defer timer.Stop()
+	select {
+	case <-c.ws.ready:
+	case <-timer.C:
+		return errRefused
+	}
+	s := c.ws.sess.Load()
+	switch c.verdict {
+	case frameTooBig:
+		s.closeTooBig() // c[1009,"Message too big"], then the session ends
+	case frameBinary:
+		s.closeBinary()
+	case frameInvalidText:
+		s.closeInvalid()
+	}
+	return errRefused
+}
+
+// verdict is what a frameInspector makes of a client's frames.
+type verdict uint8
+
+const (
+	frameOK          verdict = iota
+	frameTooBig              // a message over the limit
+	frameBinary              // a binary message
+	frameInvalidText         // a text message that is not valid text (see textChecker)
+)
+
+// frameInspector follows the WebSocket frames (RFC 6455, section 5.2) a
+// client sends, in a byte stream split anywhere, and finds the first
+// message that is over max bytes, binary, or not valid text. It checks the
+// text of each message as the frames come, unmasking a copy of the payload;
+// control frames are skipped.
+type frameInspector struct {
 	max     int64
 	hdr     [14]byte
 	n       int    // header bytes collected
 	need    int    // header bytes needed; 0 before the first byte
 	payload uint64 // payload bytes left in the current frame
 	msg     uint64 // payload bytes of the current data message
+	textMsg bool   // the current data message is text to check
+	check   bool   // the current frame's payload is
+	fin     bool   // the current frame ends its message
+	mask    [4]byte
+	pos     int // payload bytes of the current frame seen, for the mask
+	text    textChecker
+	found   verdict
+	buf     [512]byte
 }
 
-// consume reads p and reports false once the limit has been passed.
-func (l *frameLimiter) consume(p []byte) bool {
-	for len(p) > 0 {
+// consume reads p. It returns frameOK and len(p) while all is well; once a
+// message is refused, its verdict and how many bytes of p came before the
+// refused frame's bytes in p (never one that completes the refused
+// message).
+func (l *frameInspector) consume(p []byte) (int, verdict) {
+	if l.found != frameOK {
+		return 0, l.found
+	}
+	for i := 0; i < len(p); {
 		if l.payload > 0 {
-			k := min(uint64(len(p)), l.payload)
-			l.payload -= k
-			p = p[k:]
+			k := int(min(uint64(len(p)-i), l.payload))
+			if l.check && !l.checkText(p[i:i+k]) {
+				return l.refuse(i, frameInvalidText)
+			}
+			l.payload -= uint64(k)
+			if l.payload == 0 && l.check && l.fin && !l.text.end() {
+				return l.refuse(i, frameInvalidText)
+			}
+			i += k
 			continue
 		}
 		if l.need == 0 {
 			l.need = 2
 		}
-		for l.n < l.need && len(p) > 0 {
-			l.hdr[l.n] = p[0]
+		for l.n < l.need && i < len(p) {
+			l.hdr[l.n] = p[i]
 			l.n++
-			p = p[1:]
+			i++
 			if l.n == 2 {
 				l.need = 2 + extLen(l.hdr[1]&0x7f)
 				if l.hdr[1]&0x80 != 0 {
@@ -129,8 +202,9 @@ func (l *frameLimiter) consume(p []byte) bool {
 			}
 		}
 		if l.n < l.need {
-			return true
+			break
 		}
+		last := i - 1 // the header's last byte
 		var length uint64
 		switch b := l.hdr[1] & 0x7f; b {
 		case 126:
@@ -140,17 +214,60 @@ func (l *frameLimiter) consume(p []byte) bool {
 		default:
 			length = uint64(b)
 		}
-		if opcode := l.hdr[0] & 0x0f; opcode < 8 { // a data frame, not a control frame
-			if opcode != 0 { // not a continuation: a new message
-				l.msg = 0
-			}
-			if length > uint64(l.max) || l.msg > uint64(l.max)-length {
-				return false
-			}
-			l.msg += length
+		l.mask = [4]byte{}
+		if l.hdr[1]&0x80 != 0 {
+			copy(l.mask[:], l.hdr[l.need-4:l.need])
 		}
+		l.pos = 0
 		l.payload = length
 		l.n, l.need = 0, 0
+		opcode := l.hdr[0] & 0x0f
+		if opcode >= 8 { // a control frame
+			l.check = false
+			continue
+		}
+		switch opcode {
+		case 0: // a continuation: the message's check goes on
+		case 1:
+			l.msg = 0
+			l.textMsg = true
+			l.text.reset()
+		case 2:
+			return l.refuse(last, frameBinary)
+		default: // reserved: gorilla/websocket fails the connection
+			l.msg = 0
+			l.textMsg = false
+		}
+		l.check = l.textMsg
+		if length > uint64(l.max) || l.msg > uint64(l.max)-length {
+			return l.refuse(last, frameTooBig)
+		}
+		l.msg += length
+		l.fin = l.hdr[0]&0x80 != 0
+		if length == 0 && l.check && l.fin && !l.text.end() {
+			return l.refuse(last, frameInvalidText)
+		}
+	}
+	return len(p), frameOK
+}
+
+func (l *frameInspector) refuse(at int, v verdict) (int, verdict) {
+	l.found = v
+	return at, v
+}
+
+// checkText unmasks a copy of the payload bytes p and checks them.
+func (l *frameInspector) checkText(p []byte) bool {
+	for len(p) > 0 {
+		k := copy(l.buf[:], p)
+		for j := range k {
+			l.buf[j] ^= l.mask[(l.pos+j)&3]
+		}
+		l.pos += k
+		if !l.text.write(l.buf[:k]) {
+			return false
+		}
+		p = p[k:]
 	}
 	return true
 }

@@ -65,8 +65,24 @@ type Options struct {
 
 	// JSessionID makes the server set a dummy JSESSIONID cookie, for load
 	// balancers that keep a client on one server only when that cookie is
-	// present (see the package documentation on sticky sessions).
+	// present (see the package documentation on sticky sessions). A client
+	// that has a JSESSIONID cookie already gets its own value back.
 	JSessionID bool
+
+	// InsecureAnyClientAddress lets a session's polling and sending
+	// requests come from any client address. By default a session belongs
+	// to the address that opened it (as the server sees it: the socket's
+	// peer, or what primus.Options.TrustedProxies forward), and a request
+	// for it from another address is answered as for a session that does
+	// not exist, so that whoever learns a session's id (it travels in every
+	// URL of the session) cannot read its messages or send as its client.
+	// Turn the binding off only for clients whose address changes during
+	// a session: behind NATs or proxies that rotate egress addresses from
+	// one request to the next (some mobile carriers, some corporate
+	// proxies), which would otherwise see their sessions end and reconnect
+	// whenever their address changes. The websocket transport is never
+	// affected: one connection carries the whole session.
+	InsecureAnyClientAddress bool
 }
 
 const (

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	ws "github.com/coder/websocket"
 
@@ -89,14 +90,19 @@ func (*Transformer) Handler(opts transport.Options, accept transport.AcceptFunc)
 			return // Accept has answered the request
 		}
 		wc.SetReadLimit(opts.MaxMessageSize)
-		c.c, c.raw = wc, hw.conn
-		// Run the connection in a goroutine of its own and return: net/http's
-		// serving goroutine (and its grown stack), its conn, response and
-		// request buffers are freed instead of kept for the connection's life.
-		go func() {
-			defer c.CloseNow()
-			accept(r, c)
-		}()
+		c.c, c.raw, c.br = wc, hw.conn, hw.br
+		if hw.br != nil {
+			c.space = newSendSpace(hw.conn)
+		}
+		// The core detaches the connection (transport.IdleReader) and reads
+		// it from a goroutine of its own, so accept returns once the
+		// connection is set up, and net/http's serving goroutine (with its
+		// grown stack), its conn, response and request buffers are freed
+		// instead of kept for the connection's life.
+		accept(r, serverConn{c})
+		if !c.wait.detached.Load() {
+			_ = c.CloseNow()
+		}
 	}), nil
 }
 
@@ -176,10 +182,11 @@ func readFull(r interface{ Read([]byte) (int, error) }, buf []byte) (int, error)
 }
 
 // hijackRecorder keeps the connection that ws.Accept hijacks, so that
-// CloseNow can close it at once.
+// CloseNow can close it at once, and the reader it gives the library.
 type hijackRecorder struct {
 	http.ResponseWriter
 	conn net.Conn
+	br   *bufio.Reader // nil when the library reads net/http's own reader
 }
 
 // connBufferSize is the size of the read and write buffers the WebSocket
@@ -196,18 +203,37 @@ func (h *hijackRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	// Bytes the client sent after its handshake are already buffered: move
 	// them into the new reader's buffer (the library takes what is buffered).
-	var carry []byte
+	var src io.Reader = c
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
-		carry = bytes.Clone(b)
+		src = &carryReader{carry: bytes.Clone(b), Reader: c}
 	}
-	r := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(carry), c), connBufferSize)
-	if len(carry) > 0 {
-		if _, err := r.Peek(len(carry)); err != nil {
+	r := bufio.NewReaderSize(src, connBufferSize)
+	if cr, ok := src.(*carryReader); ok {
+		if _, err := r.Peek(len(cr.carry)); err != nil {
 			return c, brw, nil
 		}
 	}
+	h.br = r
 	return c, bufio.NewReadWriter(r, bufio.NewWriterSize(c, connBufferSize)), nil
+}
+
+// carryReader reads carry, then its Reader.
+type carryReader struct {
+	carry []byte
+	io.Reader
+}
+
+func (r *carryReader) Read(p []byte) (int, error) {
+	if len(r.carry) == 0 {
+		return r.Reader.Read(p)
+	}
+	n := copy(p, r.carry)
+	r.carry = r.carry[n:]
+	if len(r.carry) == 0 {
+		r.carry = nil
+	}
+	return n, nil
 }
 
 func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter }
@@ -215,15 +241,47 @@ func (h *hijackRecorder) Unwrap() http.ResponseWriter { return h.ResponseWriter 
 // conn adapts a *ws.Conn to transport.Conn.
 type conn struct {
 	c      *ws.Conn
-	raw    net.Conn // the hijacked connection (server side only)
+	raw    net.Conn      // the hijacked connection (server side only)
+	br     *bufio.Reader // the library's reader, when it is ours (server side)
+	wait   waitState     // the server side's wait for the next message (idle.go)
+	space  *sendSpace    // nil unless raw is a TCP connection on Linux
 	onPing atomic.Pointer[func()]
 }
+
+// serverConn is the server side's conn, with what the core uses to write
+// from the calling goroutine and to bound writes without a timer.
+type serverConn struct{ *conn }
+
+// Writable reports whether a message of n bytes fits in the socket's send
+// buffer now, so that writing it cannot wait for the peer.
+func (c serverConn) Writable(n int) bool {
+	return c.space != nil && c.space.writable(n)
+}
+
+// SetWriteDeadline bounds the writes on the hijacked connection.
+func (c serverConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+var (
+	_ transport.WriteSpace     = serverConn{}
+	_ transport.WriteDeadliner = serverConn{}
+	_ transport.IdleReader     = serverConn{}
+)
 
 // OnPing registers f to run when the peer sends a WebSocket ping frame; the
 // core counts such a ping as a sign of life, as Primus does.
 func (c *conn) OnPing(f func()) { c.onPing.Store(&f) }
 
 func (c *conn) Read(ctx context.Context) (transport.MessageType, []byte, error) {
+	if c.br != nil {
+		if err := c.waitMessage(); err != nil {
+			return 0, nil, err
+		}
+		if ch := c.closingChan(); ch != nil {
+			// Let Close's handshake read the peer's answer itself; read
+			// what is left (the error) once it is done.
+			<-ch
+		}
+	}
 	typ, b, err := c.c.Read(ctx)
 	if err != nil {
 		if errors.Is(err, ws.ErrMessageTooBig) {
@@ -242,10 +300,18 @@ func (c *conn) Write(ctx context.Context, typ transport.MessageType, data []byte
 	if typ == transport.Binary {
 		mt = ws.MessageBinary
 	}
+	if c.space != nil {
+		c.space.wrote(len(data))
+	}
 	return c.c.Write(ctx, mt, data)
 }
 
 func (c *conn) Close(code int, reason string) error {
+	if c.br != nil {
+		if done := c.beginClose(); done != nil {
+			defer done()
+		}
+	}
 	return c.c.Close(ws.StatusCode(code), reason)
 }
 
