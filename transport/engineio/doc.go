@@ -37,7 +37,7 @@
 // PingTimeout; one that closes its connection mid-poll at once; a probe that
 // does not complete its upgrade after UpgradeTimeout. Each session is bound
 // to the client address that opened it (see
-// Options.AllowClientAddressChange).
+// Options.InsecureAnyClientAddress).
 //
 // Spark.End sends "primus::server::close" and then closes the session: on
 // polling with the close packet ("1"), on a WebSocket with a close frame.

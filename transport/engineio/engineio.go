@@ -56,14 +56,17 @@ type Options struct {
 	// sticky sessions are needed.
 	DisablePolling bool
 
-	// AllowClientAddressChange lets the requests of a polling session come
-	// from any client address. By default a session is bound to the address
-	// that opened it (primus.Options.TrustedProxies decide what that
-	// address is), and a request for its sid from elsewhere is refused as
-	// an unknown sid: a leaked sid is then not enough to read or write
-	// someone else's session. Turn it off only for clients whose address
-	// changes while connected and that cannot use WebSockets.
-	AllowClientAddressChange bool
+	// InsecureAnyClientAddress lets the requests of a polling session come
+	// from any client address. By default a session belongs to the address
+	// that opened it (as the server sees it: the socket's peer, or what
+	// primus.Options.TrustedProxies forward), and a request for its sid
+	// from another address is refused as for an unknown sid, so that
+	// whoever learns a sid (it travels in every URL of the session) cannot
+	// read its messages or send as its client. Turn the binding off only for
+	// clients whose address changes during a session and that cannot use
+	// WebSockets (NATs or proxies that rotate egress addresses). A session
+	// on WebSocket is one connection and is never affected.
+	InsecureAnyClientAddress bool
 
 	// Dial chooses the transports of the Go dialer. Zero value means
 	// DialWebSocket.

@@ -284,7 +284,7 @@ func (h *handler) session(sid string) *session {
 // sameClient reports whether r comes from the address that opened s, or
 // the session is not bound to one.
 func (h *handler) sameClient(s *session, r *http.Request) bool {
-	if h.opts.AllowClientAddressChange || h.topts.ClientAddress == nil {
+	if h.opts.InsecureAnyClientAddress || h.topts.ClientAddress == nil {
 		return true
 	}
 	return h.topts.ClientAddress(r) == s.addr

@@ -266,9 +266,10 @@ func TestPayloadNotText(t *testing.T) {
 	s := start(t, nil, nil)
 	for _, tc := range []struct {
 		name, body, contentType string
+		reason                  error
 	}{
-		{"invalid UTF-8", "4\"\xff\xfe\"", "text/plain;charset=UTF-8"},
-		{"octet-stream", "\x00\x01", "application/octet-stream"},
+		{"invalid UTF-8", "4\"\xff\xfe\"", "text/plain;charset=UTF-8", primus.ErrInvalidUTF8},
+		{"octet-stream", "\x00\x01", "application/octet-stream", nil},
 	} {
 		c := s.handshake(t, "", nil)
 		s.spark(t)
@@ -276,7 +277,9 @@ func TestPayloadNotText(t *testing.T) {
 		if resp.StatusCode != 400 {
 			t.Errorf("%s: %d, want 400", tc.name, resp.StatusCode)
 		}
-		s.end(t)
+		if end := s.end(t); !errors.Is(end.reason, tc.reason) {
+			t.Errorf("%s: spark ended with %v, want %v", tc.name, end.reason, tc.reason)
+		}
 		if resp, _ := c.get(t); resp.StatusCode != 400 {
 			t.Errorf("%s: poll after: %d, want 400", tc.name, resp.StatusCode)
 		}
@@ -375,7 +378,7 @@ func TestCORS(t *testing.T) {
 
 // A session is bound to the client address that opened it: a request for
 // its sid from another address is refused as an unknown sid, unless
-// AllowClientAddressChange is set.
+// InsecureAnyClientAddress is set.
 func TestClientAddressBinding(t *testing.T) {
 	t.Parallel()
 	proxies := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
@@ -401,9 +404,9 @@ func TestClientAddressBinding(t *testing.T) {
 			t.Errorf("echo %q", got)
 		}
 	})
-	t.Run("AllowClientAddressChange", func(t *testing.T) {
+	t.Run("InsecureAnyClientAddress", func(t *testing.T) {
 		t.Parallel()
-		s := start(t, &engineio.Options{AllowClientAddressChange: true}, &primus.Options{TrustedProxies: proxies})
+		s := start(t, &engineio.Options{InsecureAnyClientAddress: true}, &primus.Options{TrustedProxies: proxies})
 		c := s.handshake(t, "", from("192.0.2.1"))
 		s.spark(t)
 		c.header = from("198.51.100.7")
@@ -481,5 +484,44 @@ func TestPollAnswerWriteTimeout(t *testing.T) {
 	}
 	if end := s.end(t); end.reason != nil {
 		t.Errorf("spark ended with %v", end.reason)
+	}
+}
+
+// The core's refusals reach the client as this transport allows: a text
+// message that is not UTF-8 (over WebSocket) ends the spark with
+// ErrInvalidUTF8 and a 1007 close; a binary message to a server with a text
+// parser ends it with ErrUnsupportedData, with a 1003 close on a WebSocket
+// and the close packet while polling.
+func TestCoreRefusals(t *testing.T) {
+	t.Parallel()
+	s := start(t, nil, nil)
+	w, _ := s.openWS(t, "")
+	s.spark(t)
+	w.write(t, "4\"\xff\"")
+	if err := w.closed(t); ws.CloseStatus(err) != ws.StatusInvalidFramePayloadData {
+		t.Errorf("close %v, want 1007", err)
+	}
+	if end := s.end(t); !errors.Is(end.reason, primus.ErrInvalidUTF8) {
+		t.Errorf("spark ended with %v, want ErrInvalidUTF8", end.reason)
+	}
+
+	w, _ = s.openWS(t, "")
+	s.spark(t)
+	w.writeType(t, ws.MessageBinary, []byte{1, 2, 3})
+	if err := w.closed(t); ws.CloseStatus(err) != ws.StatusUnsupportedData {
+		t.Errorf("close %v, want 1003", err)
+	}
+	if end := s.end(t); !errors.Is(end.reason, primus.ErrUnsupportedData) {
+		t.Errorf("spark ended with %v, want ErrUnsupportedData", end.reason)
+	}
+
+	c := s.handshake(t, "", nil)
+	s.spark(t)
+	c.send(t, "b"+base64.StdEncoding.EncodeToString([]byte{1, 2, 3}))
+	if got := c.poll(t); !slices.Equal(got, []string{"1"}) {
+		t.Errorf("poll: %q, want the close packet", got)
+	}
+	if end := s.end(t); !errors.Is(end.reason, primus.ErrUnsupportedData) {
+		t.Errorf("spark ended with %v, want ErrUnsupportedData", end.reason)
 	}
 }

@@ -30,6 +30,9 @@ const separator = 0x1e
 // errPacket reports a packet or payload the protocol does not allow.
 var errPacket = errors.New("engineio: malformed packet")
 
+// errNotText reports a polling payload that is not UTF-8.
+var errNotText = fmt.Errorf("%w: payload is not UTF-8", errPacket)
+
 // packet is one decoded Engine.IO packet. For a message, bin says whether
 // data is binary (a binary frame, or "b" + base64) or text.
 type packet struct {
@@ -76,7 +79,7 @@ func decodeBase64(s []byte) ([]byte, error) {
 // error, after f has seen the packets before it.
 func splitPayload(payload []byte, f func(packet) bool) error {
 	if !utf8.Valid(payload) {
-		return fmt.Errorf("%w: payload is not UTF-8", errPacket)
+		return errNotText
 	}
 	for start := 0; ; {
 		end := start

@@ -14,6 +14,7 @@ import (
 
 	ws "github.com/coder/websocket"
 
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
 )
 
@@ -462,6 +463,15 @@ func (s *session) post(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusRequestEntityTooLarge)
 		return
 	}
+	if errors.Is(err, errNotText) {
+		// The payload is text split at a separator: in bytes that are not
+		// UTF-8 that means nothing. Closed as RFC 6455 asks of a WebSocket
+		// text frame that is not UTF-8 (the spark ends with
+		// ErrInvalidUTF8).
+		s.shut(errInvalidText, false)
+		s.h.refuse(w, false, errBadRequest)
+		return
+	}
 	if err != nil {
 		perr = err
 	}
@@ -837,6 +847,10 @@ func (s *session) shut(err error, keepIn bool) {
 		}
 	}
 }
+
+// errInvalidText closes a session whose client sent a payload that is not
+// UTF-8.
+var errInvalidText = fmt.Errorf("%w: %w", ErrProtocol, parser.ErrInvalidUTF8)
 
 // closedGrace bounds how long a closed polling session waits for the poll
 // that collects its close packet.
