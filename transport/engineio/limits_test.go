@@ -31,6 +31,7 @@ func TestPingPolling(t *testing.T) {
 	opened := time.Now()
 	c := s.handshake(t, "", nil)
 	sp := s.spark(t)
+	var answered time.Time
 	for i := range 3 {
 		got := c.poll(t)
 		if !slices.Equal(got, []string{"2"}) {
@@ -39,9 +40,9 @@ func TestPingPolling(t *testing.T) {
 		if i == 0 && time.Since(opened) < interval {
 			t.Errorf("first ping after %v, before the interval", time.Since(opened))
 		}
+		answered = time.Now() // the server has the pong after this
 		c.send(t, "3")
 	}
-	answered := time.Now()
 	// Now silent: no poll, no pong.
 	end := s.end(t)
 	if end.sp != sp || end.reason != nil {
@@ -50,8 +51,8 @@ func TestPingPolling(t *testing.T) {
 	if d := time.Since(answered); d < interval+timeout {
 		t.Errorf("closed %v after the last pong, before interval + timeout", d)
 	}
-	if resp, _ := c.get(t); resp.StatusCode != 400 {
-		t.Errorf("poll after the timeout: %d, want 400", resp.StatusCode)
+	if resp, body := c.get(t); resp.StatusCode != 400 {
+		t.Errorf("poll after the timeout: %d %q, want 400", resp.StatusCode, body)
 	}
 }
 
@@ -63,13 +64,14 @@ func TestPingWebSocket(t *testing.T) {
 	s := start(t, &engineio.Options{PingInterval: interval, PingTimeout: timeout}, nil)
 	w, _ := s.openWS(t, "")
 	s.spark(t)
+	var answered time.Time
 	for range 2 {
 		if p := w.read(t); p != "2" {
 			t.Fatalf("got %q, want a ping", p)
 		}
+		answered = time.Now() // the server has the pong after this
 		w.write(t, "3")
 	}
-	answered := time.Now()
 	if p := w.read(t); p != "2" {
 		t.Fatalf("got %q, want a ping", p)
 	}

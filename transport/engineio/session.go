@@ -829,13 +829,15 @@ func (s *session) shut(err error, keepIn bool) {
 	tombstone := !s.websocket && !s.polling && !s.closeDelivered && errors.Is(err, ErrClosed) && !errors.Is(err, errClosedByClient)
 	if tombstone {
 		s.tombstone = time.AfterFunc(closedGrace, func() { s.h.remove(s) })
+	} else {
+		// Before done is closed: once the spark has ended, the sid is
+		// unknown. (The session's lock is taken before the handler's,
+		// never the other way round.)
+		s.h.remove(s)
 	}
 	close(s.done)
 	s.mu.Unlock()
 	s.h.topts.Logger.Debug("engineio: session closed", "sid", s.id, "reason", err)
-	if !tombstone {
-		s.h.remove(s)
-	}
 	for _, nc := range []net.Conn{raw, probeRaw} {
 		if nc != nil {
 			_ = nc.Close()
