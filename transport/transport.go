@@ -182,7 +182,7 @@ type AcceptFunc func(r *http.Request, c Conn)
 // connections.
 type Transformer interface {
 	// Name is the transformer's name in <pathname>/spec, using Primus's names
-	// where one applies ("websockets", "sockjs").
+	// where one applies ("websockets", "sockjs", "engine.io").
 	Name() string
 	// Capabilities says what the connections can carry.
 	Capabilities() Capabilities
