@@ -331,6 +331,11 @@ func (h *handler) upgrade(w http.ResponseWriter, r *http.Request, s *session, b6
 			s.probed()
 		case "5":
 			handedOver = s.completeUpgrade(c, raw, b64)
+			if !handedOver {
+				// The session closed meanwhile; the client has made this
+				// WebSocket its transport: close it properly.
+				_ = c.Close(ws.StatusNormalClosure, "")
+			}
 			return
 		default:
 			return

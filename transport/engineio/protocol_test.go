@@ -684,3 +684,36 @@ func TestAnyPathname(t *testing.T) {
 		t.Errorf("outside the pathname: %d, want 404", resp.StatusCode)
 	}
 }
+
+// A session closed while its client is paused for the upgrade (the probe
+// answered, no poll under way) lets the client's "5" arrive on the probe
+// and then closes it: the client, now on the WebSocket, sees its
+// connection close at once, instead of waiting on a paused poll.
+func TestCloseDuringUpgrade(t *testing.T) {
+	t.Parallel()
+	s := start(t, nil, nil)
+	c := s.handshake(t, "", nil)
+	sp := s.spark(t)
+	w, _, err := s.dialWS(t, "EIO=4&transport=websocket&sid="+c.sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.write(t, "2probe")
+	if p := w.read(t); p != "3probe" {
+		t.Fatalf("probe answer %q", p)
+	}
+	if got := c.poll(t); !slices.Equal(got, []string{"6"}) { // the poll that pauses
+		t.Fatalf("poll while probing: %q", got)
+	}
+	_ = sp.Close()
+	s.end(t)
+	w.write(t, "5")
+	began := time.Now()
+	// A close frame, not a cut: the probe was still open when "5" came.
+	if err := w.closed(t); ws.CloseStatus(err) != ws.StatusNormalClosure {
+		t.Fatalf("close %v, want 1000", err)
+	}
+	if d := time.Since(began); d > time.Second/2 {
+		t.Errorf("the probe closed %v after the upgrade packet", d)
+	}
+}

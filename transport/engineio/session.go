@@ -822,6 +822,19 @@ func (s *session) shut(err error, keepIn bool) {
 		s.pingTimer.Stop()
 	}
 	c, raw, probe, probeRaw := s.ws, s.raw, s.probe, s.probeRaw
+	if probe != nil && s.probeReady {
+		// The client answered by the probe pauses polling: it learns of
+		// the close neither from a poll nor from the probe, which it does
+		// not read until it has sent "5". Let that "5" arrive: the upgrade
+		// handler then closes the probe, now the client's transport, and
+		// the client sees its connection close. At most probeGrace.
+		keep, keepRaw := probe, probeRaw
+		probe, probeRaw = nil, nil
+		time.AfterFunc(probeGrace, func() {
+			_ = keepRaw.Close()
+			_ = keep.CloseNow()
+		})
+	}
 	// A polling client closed by the server between two polls learns it
 	// with its next poll, which comes at once: the sid stays known to
 	// answer that poll with the close packet (not "Session ID unknown",
@@ -853,6 +866,10 @@ func (s *session) shut(err error, keepIn bool) {
 // errInvalidText closes a session whose client sent a payload that is not
 // UTF-8.
 var errInvalidText = fmt.Errorf("%w: %w", ErrProtocol, parser.ErrInvalidUTF8)
+
+// probeGrace bounds how long a ready probe stays open after its session
+// closed, for the client's "5".
+const probeGrace = time.Second
 
 // closedGrace bounds how long a closed polling session waits for the poll
 // that collects its close packet.
