@@ -54,7 +54,7 @@ func flavours() []flavour {
 	return append([]flavour{
 		{name: "websocket-json", transformer: wst, dialer: wst, parser: parser.JSON, rawWebSocket: true},
 		{name: "websocket-cbor", transformer: wst, dialer: wst, parser: parser.CBOR, rawWebSocket: true},
-	}, sockjsFlavours()...)
+	}, append(sockjsFlavours(), engineioFlavours()...)...)
 }
 
 // forEachFlavour runs f as a parallel subtest per flavour.

@@ -185,6 +185,7 @@ func New(opts *Options) (*Server, error) {
 		BodyTimeout:             s.bodyTimeout,
 		HeaderBytes:             s.headerBytes,
 		ClientAddress:           func(r *http.Request) netip.Addr { return clientAddress(r, s.trusted).IP },
+		NewID:                   s.newID,
 		Logger:                  s.log,
 	}, s.accept)
 	if err != nil {

@@ -77,9 +77,15 @@ const (
 )
 
 func newSpark(s *Server, r *http.Request, q url.Values, c transport.Conn) *Spark {
+	var id string
+	if ic, ok := c.(transport.Identified); ok {
+		id = ic.ID() // made with transport.Options.NewID, the server's IDGenerator
+	} else {
+		id = s.newID()
+	}
 	sp := &Spark{
 		srv:    s,
-		id:     s.newID(),
+		id:     id,
 		query:  q,
 		header: transport.TrimHeader(r.Header, s.headerBytes),
 		addr:   clientAddress(r, s.trusted),

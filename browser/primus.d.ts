@@ -73,7 +73,7 @@ declare class Primus extends PrimusEventEmitter {
   options: Primus.Options;
   /** Messages written while the connection was not open, sent on open. */
   buffer: unknown[];
-  /** The transport's socket (a WebSocket or a SockJS), null when closed. */
+  /** The transport's socket (a WebSocket, a SockJS or an engine.io-client Socket), null when closed. */
   socket: unknown;
   url: URL;
 
@@ -185,9 +185,9 @@ declare namespace Primus {
     manual?: boolean;
     /** Use the browser's online/offline events. Default: when available. */
     network?: boolean;
-    /** SockJS only: allow (true) or avoid (false) its WebSocket transport. */
+    /** SockJS and engine.io only: allow (true) or avoid (false) WebSocket (engine.io then only polls). */
     websockets?: boolean;
-    /** Options for the transport (ws in Node, SockJS options). */
+    /** Options for the transport (ws in Node, SockJS options, engine.io-client options such as transports). */
     transport?: Record<string, unknown>;
     /** Most messages kept while offline; the oldest is dropped. Default Infinity. */
     queueSize?: number;

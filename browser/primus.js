@@ -415,6 +415,95 @@ const transports = {
     sendAndClose(primus, () => socket, () => { const s = socket; socket = null; return s; });
     return undefined;
   },
+
+  // engine.io uses the engine.io-client the page has loaded (window.eio,
+  // engine.io-client 6.x's browser build), or the engine.io-client package
+  // in Node.js. Options as Primus's own engine.io glue sets them: no
+  // remembered upgrade, timestamped requests, polling then WebSocket (only
+  // polling with websockets: false; transport.transports overrides), and
+  // text messages as they are, binary ones as binary (base64 when the parser
+  // is not binary, as Primus forces).
+  'engine.io'() {
+    const primus = this;
+    let factory;
+    if (typeof globalThis !== 'undefined' && typeof globalThis.eio === 'function') {
+      factory = (opts) => globalThis.eio(opts);
+    } else if (nodeRequire) {
+      try {
+        const { Socket } = nodeRequire('engine.io-client');
+        factory = (opts) => new Socket(opts);
+      } catch (e) { /* not installed */ }
+    }
+    if (!factory) {
+      return primus.critical(new Error('primus: the server uses the engine.io transformer but engine.io-client is not loaded: '
+        + 'add <script src="…/engine.io.min.js"></script> (engine.io-client 6.x, which defines eio) before primus.js; in Node.js, install the `engine.io-client` package'));
+    }
+    let socket = null;
+    const binary = !!(Primus.parsers[primus.parser] && Primus.parsers[primus.parser].binary);
+
+    const detach = () => {
+      const s = socket;
+      socket = null;
+      if (s) s.off();
+      return s;
+    };
+
+    primus.on('outgoing::open', () => {
+      primus.emit('outgoing::end');
+      try {
+        const url = primus.uri({ protocol: 'http:', query: true, object: true });
+        socket = factory(Object.assign({
+          transports: primus.AVOID_WEBSOCKETS ? ['polling'] : ['polling', 'websocket'],
+        }, primus.transport, {
+          hostname: primus.url.hostname,
+          port: String(url.port),
+          secure: url.secure,
+          query: url.query,
+          path: primus.pathname,
+          rememberUpgrade: false,
+          timestampRequests: true,
+          forceBase64: !binary,
+        }));
+        socket.binaryType = 'arraybuffer';
+        primus.socket = socket;
+      } catch (err) {
+        primus.emit('error', err);
+        return;
+      }
+      const current = socket;
+      socket.on('open', () => primus.emit('incoming::open'));
+      socket.on('error', (e) => primus.emit('incoming::error', e));
+      socket.on('close', (reason, description) => {
+        if (current !== socket) return;
+        socket = null;
+        primus.emit('incoming::end', { reason, description });
+      });
+      // Binary messages reach data listeners as ArrayBuffers, as over the
+      // websockets transformer (engine.io-client gives Node.js Buffers).
+      socket.on('message', (data) => primus.emit('incoming::data', typeof data === 'string' || data instanceof ArrayBuffer
+        ? data : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)));
+    });
+
+    primus.on('outgoing::data', (message) => {
+      if (!socket || socket.readyState !== 'open') return;
+      try {
+        socket.send(message);
+      } catch (err) {
+        primus.emit('incoming::error', err);
+      }
+    });
+
+    primus.on('outgoing::reconnect', () => primus.emit('outgoing::open'));
+
+    primus.on('outgoing::end', () => {
+      const s = detach();
+      if (!s) return;
+      try {
+        s.close();
+      } catch (e) { /* already closed */ }
+    });
+    return undefined;
+  },
 };
 
 function defaultUrl() {

@@ -124,3 +124,45 @@ func TestServedClientContractWithRecovery(t *testing.T) {
 		t.Fatalf("contract-client.js --client served with -recovery failed: %v", err)
 	}
 }
+
+// TestServedClientContractEngineIO runs the contract checks over the
+// engine.io transformer with our client's engine.io transport and the
+// engine.io-client 6.6 package in Node: polling only, upgraded, and
+// WebSocket only (node/engineio-transport.js checks each connection's
+// transport).
+func TestServedClientContractEngineIO(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	for _, mode := range eioModes {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			url := StartTestServer(t, "-transformer", "engine.io", "-ping-interval", "1s", "-plugins", "none")
+			if err := runEngineIO(t, "contract-client.js", url, "6.6", mode, "--ping-interval", "1000", "--client", "served"); err != nil {
+				t.Fatalf("contract-client.js --client served over engine.io (%s) failed: %v", mode, err)
+			}
+		})
+	}
+}
+
+// TestServedPluginClientsEngineIO runs the plugin checks with our client
+// and the Go plugins' browser parts over engine.io (polling upgraded to
+// WebSocket).
+func TestServedPluginClientsEngineIO(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	url := StartTestServer(t, "-transformer", "engine.io", "-plugins", "emitter,multiplex,substream")
+	if err := runEngineIO(t, "plugins-client.js", url, "6.6", "upgrade", "--client", "served"); err != nil {
+		t.Fatalf("plugins-client.js --client served over engine.io failed: %v", err)
+	}
+}
+
+// TestServedClientCBOREngineIO runs the CBOR checks over engine.io: binary
+// messages as base64 while polling and binary frames once upgraded.
+func TestServedClientCBOREngineIO(t *testing.T) {
+	t.Parallel()
+	requireNode(t)
+	url := StartTestServer(t, "-transformer", "engine.io", "-parser", "cbor", "-ping-interval", "1s", "-plugins", "none")
+	if err := runNode(t, 60*time.Second, "served-cbor-client.js", url); err != nil {
+		t.Fatalf("served-cbor-client.js over engine.io failed: %v", err)
+	}
+}

@@ -115,6 +115,11 @@ type Options struct {
 	// (the socket's peer, or what trusted proxies forward). Transformers
 	// that bind sessions to their client use it.
 	ClientAddress func(r *http.Request) netip.Addr
+	// NewID returns a new connection id from the server's IDGenerator:
+	// unique and unguessable. A transformer whose framework gives each
+	// connection an id that the client learns too (Engine.IO's sid) takes
+	// it from here, and its Conn reports it through Identified.
+	NewID func() string
 	// Logger receives the transformer's own diagnostics. Never nil.
 	Logger *slog.Logger
 }
@@ -177,7 +182,7 @@ type AcceptFunc func(r *http.Request, c Conn)
 // connections.
 type Transformer interface {
 	// Name is the transformer's name in <pathname>/spec, using Primus's names
-	// where one applies ("websockets", "sockjs").
+	// where one applies ("websockets", "sockjs", "engine.io").
 	Name() string
 	// Capabilities says what the connections can carry.
 	Capabilities() Capabilities
@@ -220,6 +225,15 @@ type HandshakeError struct {
 
 func (e *HandshakeError) Error() string {
 	return fmt.Sprintf("transport: handshake refused with HTTP %d: %s", e.StatusCode, e.Body)
+}
+
+// Identified is implemented by a Conn whose framework named the connection
+// with an id the client knows too, made with Options.NewID. The core then
+// uses it as the spark's id instead of making another: the stock Primus
+// client over Engine.IO answers primus.id() with the Engine.IO sid, without
+// asking the server, so the two must be the same.
+type Identified interface {
+	ID() string
 }
 
 // PingObserver is implemented by a Conn whose framework has ping frames of

@@ -27,6 +27,7 @@ import (
 	"github.com/go-primus/primus/cmd/primus-testserver/testserver"
 	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/transport"
+	"github.com/go-primus/primus/transport/engineio"
 	"github.com/go-primus/primus/transport/sockjs"
 	"github.com/go-primus/primus/transport/websocket"
 )
@@ -40,7 +41,7 @@ func main() {
 
 func run() error {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on")
-	transformer := flag.String("transformer", "websocket", "transformer: websocket or sockjs")
+	transformer := flag.String("transformer", "websocket", "transformer: websocket, sockjs or engine.io")
 	parserName := flag.String("parser", "json", "parser: json or cbor")
 	pingInterval := flag.Duration("ping-interval", 30*time.Second, "heartbeat interval")
 	plugins := flag.String("plugins", "none", "comma-separated plugins, or none")
@@ -73,6 +74,8 @@ func run() error {
 		tr = websocket.New()
 	case "sockjs":
 		tr = sockjs.New(nil)
+	case "engine.io", "engineio":
+		tr = engineio.New(nil)
 	default:
 		return fmt.Errorf("unknown transformer %q", *transformer)
 	}

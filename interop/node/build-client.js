@@ -5,7 +5,7 @@
 // server does (primus.library()), for a given transformer, ping interval and
 // set of plugins.
 //
-//   node build-client.js [--transformer websockets|sockjs] [--ping-interval ms]
+//   node build-client.js [--transformer websockets|sockjs|engine.io] [--ping-interval ms]
 //                        [--plugins emitter,multiplex,substream] [--pathname /primus]
 //                        [--out path]
 //
@@ -41,10 +41,10 @@ function build({ transformer = 'websockets', pingInterval = 30000, pathname = '/
       if (!PLUGINS[name]) throw new Error(`unknown plugin ${JSON.stringify(name)}`);
       primus.plugin(name, PLUGINS[name]());
     }
-    // The full sockjs library bundles the browser build of sockjs-client,
-    // which throws in Node; library(true) leaves it out and requires the
-    // sockjs-client package instead.
-    return primus.library(transformer === 'sockjs');
+    // The full sockjs and engine.io libraries bundle the browser builds of
+    // sockjs-client and engine.io-client, which throw in Node; library(true)
+    // leaves them out and requires the npm packages instead.
+    return primus.library(transformer === 'sockjs' || transformer === 'engine.io');
   } finally {
     primus.destroy({ close: false }); // stops the heartbeat timer
   }
