@@ -914,7 +914,9 @@ class Primus extends EventEmitter {
 
   // id calls fn with the id of this connection's spark on the server.
   id(fn) {
-    if (this.socket && this.socket.id) return fn(this.socket.id);
+    // The stock client answers from the engine.io sid, which is the spark id
+    // (transport.Identified); a resumed spark keeps the id of its first one.
+    if (this.socket && this.socket.id && !this.rs.offered) return fn(this.socket.id);
     this._write('primus::id::', true);
     return this.once('incoming::id', fn);
   }
