@@ -151,6 +151,11 @@ func (r *sparkRecovery) retain(f outFrame) {
 	if r.broken || f.seq <= r.acked {
 		return
 	}
+	if r.retained == nil {
+		// Room for a few; it grows with what arrives between two
+		// confirmations.
+		r.retained = make([]outFrame, 0, 16)
+	}
 	r.retained = append(r.retained, f)
 	r.retainedBytes += frameCost(f.data)
 	if r.over(0, 0) {
@@ -179,13 +184,17 @@ func (r *sparkRecovery) ack(n uint64) {
 	i := 0
 	for i < len(r.retained) && r.retained[i].seq <= n {
 		r.retainedBytes -= frameCost(r.retained[i].data)
-		r.retained[i] = outFrame{}
 		i++
 	}
-	r.retained = r.retained[i:]
-	if len(r.retained) == 0 {
+	if i == len(r.retained) {
+		// All confirmed: an idle spark keeps nothing.
 		r.retained = nil
+		return
 	}
+	// Keep the array: move what is left to its front.
+	k := copy(r.retained, r.retained[i:])
+	clear(r.retained[k:])
+	r.retained = r.retained[:k]
 }
 
 // newCredential makes a resume credential: 130 random bits.
