@@ -373,6 +373,31 @@ func (e *events[T]) next(t testing.TB, what string) T {
 	}
 }
 
+// poll removes and returns the oldest value, waiting for one up to d; false
+// when none came. Unlike next it may be called from any goroutine.
+func (e *events[T]) poll(d time.Duration) (T, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		e.mu.Lock()
+		if len(e.items) > 0 {
+			v := e.items[0]
+			var zero T
+			e.items[0] = zero
+			e.items = e.items[1:]
+			e.mu.Unlock()
+			return v, true
+		}
+		e.mu.Unlock()
+		select {
+		case <-e.signal:
+		case <-timer.C:
+			var zero T
+			return zero, false
+		}
+	}
+}
+
 // total returns how many values were ever pushed.
 func (e *events[T]) total() int {
 	e.mu.Lock()
