@@ -57,3 +57,23 @@ type BatchPublisher interface {
 type ErrorReporter interface {
 	OnError(f func(error))
 }
+
+// DurableBroker is a Broker whose channels are durable streams (the NATS
+// and Redis backends with their Durable option): a message it took is kept,
+// in order, within the stream's limits, and a subscription cut off from the
+// broker resumes where it stopped instead of missing what was published
+// meanwhile. With one, the cluster keeps what it could not publish and
+// publishes it again once the broker is back (within QueueBytes: only what
+// does not fit is dropped and counted), and stamps each message so that
+// subscribers drop the copies a retry made: delivery between nodes is then
+// exactly once and in order, except for what the stream's own limits
+// trimmed before a node read it (see Gaps).
+type DurableBroker interface {
+	Broker
+	// Durable reports whether the channels are durable streams.
+	Durable() bool
+	// Gaps counts the times a subscription found that the stream had
+	// trimmed messages it had not read yet (a node cut off longer than the
+	// stream keeps messages): those messages are lost for it.
+	Gaps() uint64
+}

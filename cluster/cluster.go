@@ -47,6 +47,8 @@ const deltaQueue = 4096
 type Cluster struct {
 	srv     *primus.Server
 	id      string
+	origin  string        // id, plus an epoch with a durable broker
+	durable DurableBroker // nil unless the broker's channels are durable streams
 	broker  Broker
 	batcher BatchPublisher
 	reg     Registry
@@ -76,10 +78,22 @@ type Cluster struct {
 	wg       sync.WaitGroup
 	stopped  chan struct{}
 	closeErr error
+	retry    time.Duration // the publish loop's back-off with a durable broker
 
 	stats struct {
-		published, dropped, received, unknown, malformed atomic.Uint64
+		published, dropped, received, unknown, malformed, duplicates atomic.Uint64
 	}
+
+	// seen is, with a durable broker, the last message number received
+	// from each origin on each of the two channels (all, this node's); the
+	// broker's delivery goroutines' (one per channel).
+	seenMu sync.Mutex
+	seen   map[seenKey]uint64
+}
+
+type seenKey struct {
+	origin string
+	fanout bool
 }
 
 type directedWrite struct {
@@ -151,6 +165,13 @@ func New(srv *primus.Server, opts *Options) (*Cluster, error) {
 	}
 	c.loopCtx, c.endLoops = context.WithCancel(context.Background())
 	c.batcher, _ = o.Broker.(BatchPublisher)
+	c.origin = c.id
+	if d, ok := o.Broker.(DurableBroker); ok && d.Durable() {
+		c.durable = d
+		c.origin = c.id + "~" + rand.Text()[:8] // a new epoch: numbers start again
+		c.out.stamped, c.out.numbers = true, map[string]uint64{}
+		c.seen = map[seenKey]uint64{}
+	}
 	// A backend that is both gets two handlers; the reporter folds the
 	// duplicate reports into one.
 	for _, v := range []any{o.Broker, o.Registry} {
@@ -227,7 +248,7 @@ func (c *Cluster) Write(v any) error {
 	if err := c.srv.Write(primus.Raw(data)); err != nil {
 		return err
 	}
-	return c.enqueue(channelAll, newEnvelope(kindBroadcast, c.id, "", data))
+	return c.enqueue(channelAll, newEnvelope(kindBroadcast, c.origin, "", data))
 }
 
 // WriteTo writes v to the spark with the id, on whichever node holds it.
@@ -272,7 +293,7 @@ func (c *Cluster) Publish(topic string, data []byte) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	return c.enqueue(channelAll, newEnvelope(kindTopic, c.id, topic, data))
+	return c.enqueue(channelAll, newEnvelope(kindTopic, c.origin, topic, data))
 }
 
 // Handle adds f as a handler of the messages other nodes Publish on topic.
@@ -304,14 +325,30 @@ func (c *Cluster) receive(data []byte, fanout bool) {
 	if c.closed.Load() {
 		return
 	}
+	n, data, stamped := unstamp(data)
 	e, err := parseEnvelope(data)
 	if err != nil {
 		c.stats.malformed.Add(1)
 		c.log.Debug("cluster: message dropped", "error", err)
 		return
 	}
-	if string(e.origin) == c.id {
+	if string(e.origin) == c.origin {
 		return // our own broadcast, already delivered here
+	}
+	if stamped && c.seen != nil {
+		// A durable broker may carry a message twice (a publish retried
+		// after a reply lost): numbers per origin and channel tell.
+		k := seenKey{string(e.origin), fanout}
+		c.seenMu.Lock()
+		dup := n <= c.seen[k]
+		if !dup {
+			c.seen[k] = n
+		}
+		c.seenMu.Unlock()
+		if dup {
+			c.stats.duplicates.Add(1)
+			return
+		}
 	}
 	switch e.kind {
 	case kindBroadcast, kindSpark, kindTopic:
@@ -370,9 +407,68 @@ func (c *Cluster) publishQueued(base context.Context, draining bool) {
 				c.pending.done(len(msgs))
 				continue
 			}
+			if c.durable != nil && !draining {
+				if !c.publishDurable(base, msgs) {
+					// Kept, in order, for the next attempt.
+					rest := batch[i:]
+					if lost := c.out.unshift(rest); lost > 0 {
+						c.stats.dropped.Add(uint64(lost))
+						c.pending.done(lost)
+						c.rep.fail("queue", fmt.Errorf("%w: %d message(s) for the other nodes dropped while the broker was unreachable", ErrQueueFull, lost), lost)
+					}
+					return
+				}
+				continue
+			}
 			failed = !c.publish(base, msgs) && draining
 		}
 		c.out.release(batch)
+	}
+}
+
+// publishDurable hands msgs to a durable broker; on failure they stay
+// pending (the caller queues them again) and the loop waits before the next
+// attempt.
+func (c *Cluster) publishDurable(base context.Context, msgs []Message) bool {
+	ctx, cancel := context.WithTimeout(base, c.timeout)
+	defer cancel()
+	var err error
+	if c.batcher != nil {
+		err = c.batcher.PublishBatch(ctx, msgs)
+	} else {
+		for _, m := range msgs {
+			if err = c.broker.Publish(ctx, m.Channel, m.Data); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		c.rep.fail("publish", fmt.Errorf("cluster: failed to publish %d message(s) to the other nodes' stream; kept to retry: %w", len(msgs), err), 0)
+		c.retryWait(base)
+		return false
+	}
+	c.pending.done(len(msgs))
+	c.stats.published.Add(uint64(len(msgs)))
+	c.rep.ok("publish")
+	c.retry = 0
+	return true
+}
+
+// retryWait waits before publishing again to a durable broker that failed:
+// 50 ms, doubling up to a second.
+func (c *Cluster) retryWait(base context.Context) {
+	c.retry = min(max(2*c.retry, 50*time.Millisecond), time.Second)
+	t := time.NewTimer(c.retry)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-base.Done():
+	case <-c.stop:
+	}
+	// The messages are queued again: come back for them.
+	select {
+	case c.out.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -465,7 +561,7 @@ func (c *Cluster) resolve(base context.Context, w directedWrite) bool {
 		} else {
 			c.rep.fail("registry lookup", fmt.Errorf("cluster: failed to look up spark %s (sent to every node instead): %w", w.id, err), 0)
 		}
-		_ = c.enqueue(channelAll, newEnvelope(kindSpark, c.id, w.id, w.data))
+		_ = c.enqueue(channelAll, newEnvelope(kindSpark, c.origin, w.id, w.data))
 		return err == nil || errors.Is(err, ErrNotFound)
 	case node == c.id:
 		c.rep.ok("registry lookup")
@@ -476,7 +572,7 @@ func (c *Cluster) resolve(base context.Context, w directedWrite) bool {
 		}
 	default:
 		c.rep.ok("registry lookup")
-		_ = c.enqueue(channelNodePref+node, newEnvelope(kindSpark, c.id, w.id, w.data))
+		_ = c.enqueue(channelNodePref+node, newEnvelope(kindSpark, c.origin, w.id, w.data))
 	}
 	return true
 }
@@ -572,17 +668,28 @@ type Stats struct {
 	// Malformed counts messages from the broker that were not the
 	// cluster's.
 	Malformed uint64
+	// Duplicates counts, with a durable broker, the copies of messages that
+	// a retried publish made, dropped on arrival.
+	Duplicates uint64
+	// Gaps counts, with a durable broker, the times this node found that
+	// the stream had trimmed messages it had not read (DurableBroker.Gaps).
+	Gaps uint64
 }
 
 // Stats returns the node's counters.
 func (c *Cluster) Stats() Stats {
-	return Stats{
-		Published: c.stats.published.Load(),
-		Dropped:   c.stats.dropped.Load(),
-		Received:  c.stats.received.Load(),
-		Unknown:   c.stats.unknown.Load(),
-		Malformed: c.stats.malformed.Load(),
+	st := Stats{
+		Published:  c.stats.published.Load(),
+		Dropped:    c.stats.dropped.Load(),
+		Received:   c.stats.received.Load(),
+		Unknown:    c.stats.unknown.Load(),
+		Malformed:  c.stats.malformed.Load(),
+		Duplicates: c.stats.duplicates.Load(),
 	}
+	if c.durable != nil {
+		st.Gaps = c.durable.Gaps()
+	}
+	return st
 }
 
 // Close takes the node out of the cluster: it stops delivering messages

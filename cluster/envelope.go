@@ -70,3 +70,29 @@ func lengthPrefixed(b []byte) (field, rest []byte, ok bool) {
 	}
 	return b[k : k+int(n)], b[k+int(n):], true
 }
+
+// A durable broker's messages are stamped: 'D', the message's number on
+// its channel for its origin (uvarint), then the envelope. Numbers start at
+// 1 for each channel and each Cluster (its origin carries a random epoch),
+// so that a subscriber drops a message whose number it has seen: the copy
+// a retried publish made.
+const stampMark = 'D'
+
+func stamp(n uint64, env []byte) []byte {
+	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(env))
+	b = append(b, stampMark)
+	b = binary.AppendUvarint(b, n)
+	return append(b, env...)
+}
+
+// unstamp splits a stamped message; ok is false for one without a stamp.
+func unstamp(data []byte) (n uint64, env []byte, ok bool) {
+	if len(data) < 2 || data[0] != stampMark {
+		return 0, data, false
+	}
+	n, k := binary.Uvarint(data[1:])
+	if k <= 0 {
+		return 0, data, false
+	}
+	return n, data[1+k:], true
+}

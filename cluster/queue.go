@@ -13,10 +13,12 @@ type outbox struct {
 	max  int64
 	wake chan struct{}
 
-	mu    sync.Mutex
-	msgs  []Message
-	spare []Message
-	bytes int64
+	mu      sync.Mutex
+	msgs    []Message
+	spare   []Message
+	bytes   int64
+	stamped bool              // durable broker: number each message per channel
+	numbers map[string]uint64 // the last number given, per channel
 }
 
 func newOutbox(max int64) *outbox {
@@ -30,6 +32,11 @@ func (o *outbox) push(m Message) bool {
 	if o.bytes > 0 && o.bytes+n > o.max {
 		o.mu.Unlock()
 		return false
+	}
+	if o.stamped {
+		// Numbered here, under the lock: in the order of publication.
+		o.numbers[m.Channel]++
+		m.Data = stamp(o.numbers[m.Channel], m.Data)
 	}
 	o.msgs = append(o.msgs, m)
 	o.bytes += n
@@ -52,6 +59,28 @@ func (o *outbox) take() []Message {
 	o.msgs, o.spare = o.spare[:0], nil
 	o.bytes = 0
 	return batch
+}
+
+// unshift puts messages that could not be published back at the front, to
+// be published again, in order (a durable broker). Those that no longer fit
+// are dropped: it returns how many.
+func (o *outbox) unshift(ms []Message) (dropped int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	keep := make([]Message, 0, len(ms)+len(o.msgs))
+	var bytes int64
+	for i, m := range ms {
+		n := int64(len(m.Data) + len(m.Channel))
+		if bytes > 0 && bytes+n+o.bytes > o.max {
+			dropped = len(ms) - i
+			break
+		}
+		keep = append(keep, m)
+		bytes += n
+	}
+	o.msgs = append(keep, o.msgs...)
+	o.bytes += bytes
+	return dropped
 }
 
 func (o *outbox) release(batch []Message) {

@@ -65,6 +65,12 @@ type Options struct {
 	// can override them. New ignores them.
 	ConnectOptions []natsgo.Option
 
+	// Durable makes the channels between nodes a JetStream stream instead
+	// of core NATS subjects (see durable.go): a node cut off from the
+	// server catches up on what it missed, within the stream's limits.
+	// Zero value (nil) means core NATS: at most once.
+	Durable *Durability
+
 	// Logger receives the backend's diagnostics. Zero value means silent.
 	Logger *slog.Logger
 }
@@ -86,6 +92,8 @@ type Backend struct {
 	regMu  sync.Mutex
 	st     jetstream.Stream // nil until created, and again after a failure
 	sparks map[string]map[string]struct{}
+
+	dur *durable // nil unless Options.Durable
 }
 
 var (
@@ -172,13 +180,17 @@ func newBackend(opts *Options) (*Backend, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{
+	b := &Backend{
 		ns:       o.Namespace,
 		stream:   o.Namespace + "-registry",
 		log:      o.Logger,
 		connOpts: o.ConnectOptions,
 		sparks:   map[string]map[string]struct{}{},
-	}, nil
+	}
+	if o.Durable != nil {
+		b.dur = newDurable(b, *o.Durable)
+	}
+	return b, nil
 }
 
 func (b *Backend) bind(nc *natsgo.Conn) error {
@@ -214,7 +226,10 @@ func (b *Backend) subject(channel string) string { return b.ns + "." + channel }
 
 // Publish publishes data on the channel's subject. It does not wait: NATS
 // sends it from its buffer.
-func (b *Backend) Publish(_ context.Context, channel string, data []byte) error {
+func (b *Backend) Publish(ctx context.Context, channel string, data []byte) error {
+	if b.dur != nil {
+		return b.dur.publish(ctx, []cluster.Message{{Channel: channel, Data: data}})
+	}
 	if err := b.nc.Publish(b.subject(channel), data); err != nil {
 		return fmt.Errorf("nats: failed to publish: %w", err)
 	}
@@ -226,6 +241,9 @@ func (b *Backend) Publish(_ context.Context, channel string, data []byte) error 
 // returns once the server has the subscription (or ctx ends), so that
 // messages published from then on reach it.
 func (b *Backend) Subscribe(ctx context.Context, channel string, f func(data []byte)) (cluster.Subscription, error) {
+	if b.dur != nil {
+		return b.dur.subscribe(ctx, channel, f)
+	}
 	s := &subscription{f: f}
 	sub, err := b.nc.Subscribe(b.subject(channel), s.deliver)
 	if err != nil {
@@ -242,6 +260,9 @@ func (b *Backend) Subscribe(ctx context.Context, channel string, f func(data []b
 
 // Close closes the connection of a Backend made by Connect.
 func (b *Backend) Close() error {
+	if b.dur != nil {
+		b.dur.close()
+	}
 	if b.owned {
 		b.nc.Close()
 	}

@@ -1,6 +1,7 @@
 package nats_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/go-primus/primus/cluster/internal/clustertest"
@@ -24,7 +25,20 @@ func newEnv(t testing.TB) *clustertest.Env {
 		Kill:        func(b clustertest.Backend) { b.(*nats.Backend).Conn().Close() },
 		StopBroker:  func(testing.TB) { srv.Stop() },
 		StartBroker: srv.Start,
+		Addr:        strings.TrimPrefix(srv.URL, "nats://"),
+		ConnectDurable: func(t testing.TB, ns, addr string) clustertest.Backend {
+			b, err := nats.Connect("nats://"+addr, &nats.Options{Namespace: ns, Durable: &nats.Durability{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
 	}
+}
+
+func TestDurable(t *testing.T) {
+	t.Parallel()
+	clustertest.TestDurable(t, newEnv)
 }
 
 func TestRegistry(t *testing.T) {

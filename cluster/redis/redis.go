@@ -64,6 +64,12 @@ type Options struct {
 	// pings Redis to check its connection. Zero value means 5 seconds.
 	PingInterval time.Duration
 
+	// Durable makes the channels between nodes Redis Streams instead of
+	// pub/sub (see durable.go): a node cut off from Redis catches up on
+	// what it missed, within the streams' limits. Zero value (nil) means
+	// pub/sub: at most once.
+	Durable *Durability
+
 	// Logger receives the backend's diagnostics. Zero value means silent.
 	Logger *slog.Logger
 }
@@ -82,6 +88,8 @@ type Backend struct {
 	handlers []func(error)
 	subs     map[*subscription]struct{}
 	closed   bool
+
+	dur *durable // nil unless Options.Durable
 }
 
 var (
@@ -141,7 +149,7 @@ func New(rdb goredis.UniversalClient, opts *Options) *Backend {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Backend{
+	b := &Backend{
 		rdb:    rdb,
 		ns:     o.Namespace,
 		ping:   o.PingInterval,
@@ -150,6 +158,10 @@ func New(rdb goredis.UniversalClient, opts *Options) *Backend {
 		prefix: o.Namespace + ":node:",
 		subs:   map[*subscription]struct{}{},
 	}
+	if o.Durable != nil {
+		b.dur = newDurable(b, *o.Durable)
+	}
+	return b
 }
 
 // Client returns the backend's Redis client.
@@ -176,6 +188,9 @@ func (b *Backend) channel(name string) string { return b.ns + ":" + name }
 
 // Publish publishes data on the channel.
 func (b *Backend) Publish(ctx context.Context, channel string, data []byte) error {
+	if b.dur != nil {
+		return b.dur.publish(ctx, []cluster.Message{{Channel: channel, Data: data}})
+	}
 	if err := b.rdb.Publish(ctx, b.channel(channel), data).Err(); err != nil {
 		return fmt.Errorf("redis: failed to publish: %w", err)
 	}
@@ -184,6 +199,9 @@ func (b *Backend) Publish(ctx context.Context, channel string, data []byte) erro
 
 // PublishBatch publishes the messages in one pipeline.
 func (b *Backend) PublishBatch(ctx context.Context, msgs []cluster.Message) error {
+	if b.dur != nil {
+		return b.dur.publish(ctx, msgs)
+	}
 	_, err := b.rdb.Pipelined(ctx, func(p goredis.Pipeliner) error {
 		for _, m := range msgs {
 			p.Publish(ctx, b.channel(m.Channel), m.Data)
@@ -199,6 +217,9 @@ func (b *Backend) PublishBatch(ctx context.Context, msgs []cluster.Message) erro
 // Subscribe subscribes to the channel on a connection of its own. When Redis
 // is unreachable the subscription is made when it is back.
 func (b *Backend) Subscribe(ctx context.Context, channel string, f func(data []byte)) (cluster.Subscription, error) {
+	if b.dur != nil {
+		return b.dur.subscribe(ctx, channel, f)
+	}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -238,6 +259,9 @@ func (b *Backend) Close() error {
 	b.closed = true
 	subs := b.subs
 	b.subs = nil
+	if b.dur != nil {
+		b.dur.close()
+	}
 	b.mu.Unlock()
 	for s := range subs {
 		_ = s.close()

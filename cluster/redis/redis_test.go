@@ -11,8 +11,10 @@ import (
 func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // newEnv starts a redis-server process for one test.
-func newEnv(t testing.TB) *clustertest.Env {
-	srv := clustertest.StartRedis(t)
+func newEnv(t testing.TB) *clustertest.Env { return newEnvOn(clustertest.StartRedis(t)) }
+
+// newEnvOn is the test environment of a running redis-server.
+func newEnvOn(srv *clustertest.Redis) *clustertest.Env {
 	return &clustertest.Env{
 		Connect: func(t testing.TB, ns string) clustertest.Backend {
 			b, err := redis.Connect("redis://"+srv.Addr, &redis.Options{Namespace: ns})
@@ -26,7 +28,22 @@ func newEnv(t testing.TB) *clustertest.Env {
 		StartBroker:  srv.Start,
 		PauseBroker:  srv.Pause,
 		ResumeBroker: srv.Resume,
+		Addr:         srv.Addr,
+		ConnectDurable: func(t testing.TB, ns, addr string) clustertest.Backend {
+			b, err := redis.Connect("redis://"+addr, &redis.Options{Namespace: ns, Durable: &redis.Durability{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
 	}
+}
+
+func TestDurable(t *testing.T) {
+	t.Parallel()
+	clustertest.TestDurable(t, func(t testing.TB) *clustertest.Env {
+		return newEnvOn(clustertest.StartRedisPersistent(t))
+	})
 }
 
 func TestRegistry(t *testing.T) {

@@ -34,6 +34,12 @@ type Env struct {
 	// calls hang; ResumeBroker thaws it. Nil when the backend's server
 	// cannot be frozen (an in-process one).
 	PauseBroker, ResumeBroker func()
+	// Addr is the broker's host:port.
+	Addr string
+	// ConnectDurable returns a new backend with durable channels, to the
+	// broker at addr (Addr, or a proxy in front of it). Nil when the
+	// backend has none.
+	ConnectDurable func(t testing.TB, namespace, addr string) Backend
 }
 
 var namespaces atomic.Int64

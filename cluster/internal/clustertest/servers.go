@@ -85,13 +85,15 @@ func (n *NATS) Stop() {
 	}
 }
 
-// Redis is a redis-server process on a loopback port, without persistence,
-// which can be stopped and started again on the same port.
+// Redis is a redis-server process on a loopback port, without persistence
+// unless made by StartRedisPersistent, which can be stopped and started
+// again on the same port.
 type Redis struct {
-	Addr string
-	bin  string
-	port int
-	dir  string
+	Addr    string
+	bin     string
+	port    int
+	dir     string
+	persist bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -117,9 +119,16 @@ func RedisBinary(t testing.TB) string {
 
 // StartRedis starts redis-server on a free loopback port; it is killed when
 // the test ends.
-func StartRedis(t testing.TB) *Redis {
+func StartRedis(t testing.TB) *Redis { return startRedis(t, false) }
+
+// StartRedisPersistent is StartRedis with every write logged to disk before
+// it is acknowledged (appendonly, appendfsync always), so that what it took
+// survives a restart.
+func StartRedisPersistent(t testing.TB) *Redis { return startRedis(t, true) }
+
+func startRedis(t testing.TB, persist bool) *Redis {
 	t.Helper()
-	r := &Redis{bin: RedisBinary(t), dir: t.TempDir()}
+	r := &Redis{bin: RedisBinary(t), dir: t.TempDir(), persist: persist}
 	for attempt := 0; ; attempt++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -142,10 +151,14 @@ func StartRedis(t testing.TB) *Redis {
 
 // start runs the server and waits for its "Ready to accept connections".
 func (r *Redis) start() error {
-	cmd := exec.Command(r.bin,
+	aof := []string{"--appendonly", "no"}
+	if r.persist {
+		aof = []string{"--appendonly", "yes", "--appendfsync", "always"}
+	}
+	cmd := exec.Command(r.bin, append([]string{
 		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port),
-		"--save", "", "--appendonly", "no", "--dir", r.dir,
-		"--protected-mode", "yes", "--loglevel", "notice")
+		"--save", "", "--dir", r.dir,
+		"--protected-mode", "yes", "--loglevel", "notice"}, aof...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err

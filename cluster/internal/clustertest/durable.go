@@ -1,0 +1,233 @@
+package clustertest
+
+import (
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestDurable runs the suite's durable-channel cases (Env.ConnectDurable):
+// a node cut off from the broker catches up on everything published
+// meanwhile, and a broker that restarts costs nothing: every client gets
+// every message exactly once, in order.
+func TestDurable(t *testing.T, newEnv func(t testing.TB) *Env) {
+	t.Run("CatchUp", func(t *testing.T) {
+		t.Parallel()
+		testDurableCatchUp(t, newEnv(t))
+	})
+	t.Run("BrokerRestarts", func(t *testing.T) {
+		t.Parallel()
+		testDurableBrokerRestarts(t, newEnv(t))
+	})
+}
+
+// durableNodes starts three nodes with durable channels; node i connects
+// to the broker at addrs[i].
+func durableNodes(t *testing.T, env *Env, addrs ...string) []*Node {
+	ns := Namespace()
+	nodes := make([]*Node, len(addrs))
+	for i, a := range addrs {
+		dur := *env
+		dur.Connect = func(t testing.TB, ns string) Backend { return env.ConnectDurable(t, ns, a) }
+		nodes[i] = StartNode(t, &dur, ns, NodeOptions{Expiry: time.Second})
+	}
+	return nodes
+}
+
+// sequence writes "0", "1", … from node w every couple of milliseconds
+// until stopped, and returns a function that stops it and says how many it
+// wrote.
+func sequence(t *testing.T, w *Node) (stop func() int64) {
+	var n int64
+	var mu sync.Mutex
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(2 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			mu.Lock()
+			err := w.C.Write(strconv.FormatInt(n, 10))
+			if err == nil {
+				n++
+			}
+			mu.Unlock()
+			if err != nil {
+				t.Errorf("Write: %v", err)
+				return
+			}
+			select {
+			case <-tick.C:
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() int64 {
+		close(done)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return n
+	}
+}
+
+// expectAll checks that the client gets "0" … "total-1", each once, in
+// order.
+func expectAll(t *testing.T, c *Client, total int64) {
+	t.Helper()
+	for want := int64(0); want < total; want++ {
+		got := c.Next(t)
+		if got != strconv.FormatInt(want, 10) {
+			t.Fatalf("client got %q, want %d: a message was lost, repeated or reordered", got, want)
+		}
+	}
+}
+
+// testDurableCatchUp cuts node 2 off the broker (a proxy between them stops
+// carrying anything) while node 0 writes: when the link is back, node 2's
+// client gets every message written meanwhile, once, in order.
+func testDurableCatchUp(t *testing.T, env *Env) {
+	proxy := newLinkProxy(t, env.Addr)
+	nodes := durableNodes(t, env, env.Addr, env.Addr, proxy.addr())
+	cl := []*Client{Dial(t, nodes[0]), Dial(t, nodes[1]), Dial(t, nodes[2])}
+	for _, n := range nodes {
+		n.Flush(t)
+	}
+	stop := sequence(t, nodes[0])
+	time.Sleep(100 * time.Millisecond) // some traffic before the cut
+	proxy.cut()
+	time.Sleep(1500 * time.Millisecond) // the link stays down a while
+	proxy.restore()
+	time.Sleep(100 * time.Millisecond) // and some traffic after
+	total := stop()
+	for i, c := range cl {
+		expectAll(t, c, total)
+		t.Logf("client %d: all %d messages, in order", i, total)
+	}
+	st := nodes[2].C.Stats()
+	t.Logf("node 2: %+v", st)
+	if st.Gaps != 0 {
+		t.Errorf("node 2 reports %d gaps: the stream kept everything", st.Gaps)
+	}
+	if d := nodes[0].C.Stats().Dropped; d != 0 {
+		t.Errorf("node 0 dropped %d messages", d)
+	}
+}
+
+// testDurableBrokerRestarts restarts the broker while node 0 writes: the
+// writes made while it is down wait in node 0's queue and are published
+// when it is back; every client gets every message, once, in order.
+func testDurableBrokerRestarts(t *testing.T, env *Env) {
+	nodes := durableNodes(t, env, env.Addr, env.Addr, env.Addr)
+	cl := []*Client{Dial(t, nodes[0]), Dial(t, nodes[1]), Dial(t, nodes[2])}
+	for _, n := range nodes {
+		n.Flush(t)
+	}
+	stop := sequence(t, nodes[0])
+	time.Sleep(100 * time.Millisecond)
+	env.StopBroker(t)
+	time.Sleep(time.Second) // writes go on meanwhile
+	env.StartBroker(t)
+	time.Sleep(200 * time.Millisecond)
+	total := stop()
+	for i, c := range cl {
+		expectAll(t, c, total)
+		t.Logf("client %d: all %d messages, in order", i, total)
+	}
+	for i, n := range nodes {
+		st := n.C.Stats()
+		t.Logf("node %d: %+v", i, st)
+		if st.Dropped != 0 || st.Gaps != 0 {
+			t.Errorf("node %d: %d dropped, %d gaps, want none", i, st.Dropped, st.Gaps)
+		}
+	}
+}
+
+// linkProxy carries TCP between a node and the broker until cut: then it
+// closes every connection and refuses new ones until restored.
+type linkProxy struct {
+	ln     net.Listener
+	target string
+
+	mu    sync.Mutex
+	down  bool
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func newLinkProxy(t *testing.T, target string) *linkProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &linkProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
+	p.wg.Add(1)
+	go p.serve()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		p.cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *linkProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *linkProxy) serve() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		if p.down {
+			p.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			p.mu.Unlock()
+			_ = c.Close()
+			continue
+		}
+		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
+		p.mu.Unlock()
+		p.wg.Add(2)
+		pipe := func(dst, src net.Conn) {
+			defer p.wg.Done()
+			_, _ = io.Copy(dst, src)
+			_ = dst.Close()
+			_ = src.Close()
+			p.mu.Lock()
+			delete(p.conns, dst)
+			delete(p.conns, src)
+			p.mu.Unlock()
+		}
+		go pipe(s, c)
+		go pipe(c, s)
+	}
+}
+
+func (p *linkProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for c := range p.conns {
+		_ = c.Close()
+	}
+}
+
+func (p *linkProxy) restore() {
+	p.mu.Lock()
+	p.down = false
+	p.mu.Unlock()
+}
