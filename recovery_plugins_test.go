@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/emitter"
+	"github.com/go-primus/primus/internal/tcpproxy"
 	"github.com/go-primus/primus/multiplex"
 	"github.com/go-primus/primus/plugin"
 	"github.com/go-primus/primus/substream"
@@ -24,7 +25,7 @@ func TestRecoveryPlugins(t *testing.T) {
 		Plugins:  []plugin.Plugin{mx, events, streams},
 		Recovery: &primus.Recovery{Window: time.Minute},
 	})
-	proxy := newCutProxy(t, h.ts.Listener.Addr().String())
+	proxy := tcpproxy.New(t, h.ts.Listener.Addr().String())
 
 	var chatSubscriptions atomic.Int32
 	chatSparks := make(chan *multiplex.Spark, 4)
@@ -86,7 +87,7 @@ func TestRecoveryPlugins(t *testing.T) {
 	}
 	ev := waitFor(t, held, "the slow event")
 
-	proxy.kill(false)
+	proxy.Kill(false)
 	waitFor(t, dropped, "the drop")
 	// During the gap: the server acknowledges, asks, and writes on the
 	// channel and the substream.

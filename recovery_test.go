@@ -9,9 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -23,93 +21,10 @@ import (
 	ws "github.com/coder/websocket"
 
 	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/internal/tcpproxy"
 	"github.com/go-primus/primus/rooms"
 	"github.com/go-primus/primus/transport"
 )
-
-// cutProxy is a loopback TCP proxy whose connections can be killed: both
-// sides at once, or only the client's (the server then notices late, and
-// the client's resume takes the spark over).
-type cutProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	pairs map[*proxyPair]struct{}
-	wg    sync.WaitGroup
-}
-
-type proxyPair struct{ client, server net.Conn }
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &cutProxy{ln: ln, target: target, pairs: map[*proxyPair]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.kill(false)
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *cutProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		target := p.target
-		p.mu.Unlock()
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		pair := &proxyPair{c, s}
-		p.mu.Lock()
-		p.pairs[pair] = struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-			p.mu.Lock()
-			delete(p.pairs, pair)
-			p.mu.Unlock()
-		}
-		go pipe(s, c)
-		go pipe(c, s)
-	}
-}
-
-// kill cuts every connection; clientOnly leaves the server's side open, as
-// when a network dies without the server noticing.
-func (p *cutProxy) kill(clientOnly bool) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for pair := range p.pairs {
-		if tc, ok := pair.client.(*net.TCPConn); ok {
-			_ = tc.SetLinger(0) // a reset, as a dying network does
-		}
-		_ = pair.client.Close()
-		if !clientOnly {
-			_ = pair.server.Close()
-		}
-	}
-	return len(p.pairs)
-}
-
-func (p *cutProxy) url(pathname string) string { return "http://" + p.ln.Addr().String() + pathname }
 
 // recoveryServer starts a server with recovery on; the sparks join room
 // "r" and echo what they receive as {"echo": m}. It counts the server's
@@ -180,7 +95,7 @@ func TestRecoveryExactlyOnceInOrder(t *testing.T) {
 func testRecoveryExactlyOnceInOrder(t *testing.T, fl flavour) {
 	const total = 10_000
 	rs := startRecoveryServerOn(t, fl, &primus.Recovery{Window: time.Minute}, nil)
-	proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+	proxy := tcpproxy.New(t, rs.ts.Listener.Addr().String())
 
 	// What the client receives, per source.
 	var mu sync.Mutex
@@ -276,9 +191,9 @@ func testRecoveryExactlyOnceInOrder(t *testing.T, fl flavour) {
 			case 0:
 				_ = sp.Close() // the server drops it
 			case 1:
-				proxy.kill(false) // the network drops it
+				proxy.Kill(false) // the network drops it
 			case 2:
-				proxy.kill(true) // only the client notices
+				proxy.Kill(true) // only the client notices
 			}
 			cuts++
 		}
@@ -343,7 +258,7 @@ func testRecoveryExactlyOnceInOrder(t *testing.T, fl flavour) {
 }
 
 // dial is harness.dial through a proxy when one is given.
-func (rs *recoveryServer) dial(t *testing.T, query string, opts *primus.ClientOptions, proxy *cutProxy) *testClient {
+func (rs *recoveryServer) dial(t *testing.T, query string, opts *primus.ClientOptions, proxy *tcpproxy.Proxy) *testClient {
 	t.Helper()
 	if proxy == nil {
 		return rs.harness.dial(t, query, opts)
@@ -351,7 +266,7 @@ func (rs *recoveryServer) dial(t *testing.T, query string, opts *primus.ClientOp
 	c := newTestClient(t)
 	o := c.options(opts)
 	o.Dialer, o.Parser = rs.fl.dialer, rs.fl.parser
-	u := proxy.url(rs.srv.Pathname())
+	u := "http://" + proxy.Addr() + rs.srv.Pathname()
 	if query != "" {
 		u += "?" + query
 	}
@@ -374,7 +289,7 @@ func TestRecoveryFailures(t *testing.T) {
 	t.Run("window expired", func(t *testing.T) {
 		t.Parallel()
 		rs := startRecoveryServer(t, &primus.Recovery{Window: 200 * time.Millisecond}, nil)
-		proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+		proxy := tcpproxy.New(t, rs.ts.Listener.Addr().String())
 		resumed := make(chan primus.ResumeEvent, 4)
 		c := rs.dial(t, "", &primus.ClientOptions{
 			Reconnect: primus.Backoff{Min: time.Second, Retries: 10}, // back after the window
@@ -382,7 +297,7 @@ func TestRecoveryFailures(t *testing.T) {
 		}, proxy)
 		old := waitFor(t, rs.sparks, "the spark")
 		oldID := c.id()
-		proxy.kill(false)
+		proxy.Kill(false)
 		if r := waitFor(t, rs.ends, "the old spark's end"); !errors.Is(r, primus.ErrRecoveryExpired) {
 			t.Errorf("old spark ended with %v, want ErrRecoveryExpired", r)
 		}
@@ -398,7 +313,7 @@ func TestRecoveryFailures(t *testing.T) {
 	t.Run("buffer overflow", func(t *testing.T) {
 		t.Parallel()
 		rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute, MaxMessages: 50}, nil)
-		proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+		proxy := tcpproxy.New(t, rs.ts.Listener.Addr().String())
 		resumed := make(chan primus.ResumeEvent, 4)
 		c := rs.dial(t, "", &primus.ClientOptions{
 			Reconnect: primus.Backoff{Min: 300 * time.Millisecond, Retries: 10},
@@ -408,7 +323,7 @@ func TestRecoveryFailures(t *testing.T) {
 		c.id()
 		drops := make(chan error, 1)
 		sp.OnDrop(func(r error) { drops <- r })
-		proxy.kill(false)
+		proxy.Kill(false)
 		waitFor(t, drops, "the drop")
 		for i := range 60 {
 			_ = sp.Write(i) // over MaxMessages while the client is away
@@ -427,16 +342,14 @@ func TestRecoveryFailures(t *testing.T) {
 		// first after a restart (it knows nothing of the sessions).
 		first := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
 		second := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
-		proxy := newCutProxy(t, first.ts.Listener.Addr().String())
+		proxy := tcpproxy.New(t, first.ts.Listener.Addr().String())
 		resumed := make(chan primus.ResumeEvent, 4)
 		c := first.dial(t, "", &primus.ClientOptions{
 			Reconnect: primus.Backoff{Min: 20 * time.Millisecond, Retries: 10},
 			OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
 		}, proxy)
 		c.id()
-		proxy.mu.Lock()
-		proxy.target = second.ts.Listener.Addr().String()
-		proxy.mu.Unlock()
+		proxy.SetTarget(second.ts.Listener.Addr().String())
 		if err := first.srv.ShutdownReconnect(context.Background()); err != nil {
 			t.Fatal(err)
 		}
@@ -564,12 +477,12 @@ func TestRecoveryAuthorize(t *testing.T) {
 		}
 		return nil
 	})
-	proxy := newCutProxy(t, rs.ts.Listener.Addr().String())
+	proxy := tcpproxy.New(t, rs.ts.Listener.Addr().String())
 	c := rs.dial(t, "", &primus.ClientOptions{Reconnect: primus.Backoff{Min: 10 * time.Millisecond, Retries: 5}}, proxy)
 	waitFor(t, rs.sparks, "the spark")
 	c.id()
 	refuse.Store(true)
-	proxy.kill(false)
+	proxy.Kill(false)
 	err := c.waitEnd()
 	var he *transport.HandshakeError
 	if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {

@@ -15,7 +15,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"path"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -122,6 +125,33 @@ type Options struct {
 	NewID func() string
 	// Logger receives the transformer's own diagnostics. Never nil.
 	Logger *slog.Logger
+}
+
+// OriginAllowed applies the server's origin check to a request: one without
+// an Origin header (not a browser), from the request's own host, or from a
+// host matching one of OriginPatterns (path.Match, case-insensitive) is
+// allowed; with InsecureSkipOriginCheck, every one is. Transformers that
+// answer plain HTTP (polling transports) use it for every request and for
+// CORS.
+func (o Options) OriginAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || o.InsecureSkipOriginCheck {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	host := strings.ToLower(u.Host)
+	for _, pattern := range o.OriginPatterns {
+		if ok, _ := path.Match(strings.ToLower(pattern), host); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // TrimHeader returns h when its names and values hold at most budget bytes,

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,26 +419,7 @@ func (h *handler) refuse(w http.ResponseWriter, upgrade bool, e refusal) {
 // originAllowed applies the server's origin policy to browser requests: no
 // Origin header (not a browser) passes, the request's own host passes, and
 // so do hosts matching OriginPatterns.
-func (h *handler) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || h.topts.InsecureSkipOriginCheck {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	host := strings.ToLower(u.Host)
-	for _, pattern := range h.topts.OriginPatterns {
-		if ok, _ := path.Match(strings.ToLower(pattern), host); ok {
-			return true
-		}
-	}
-	return false
-}
+func (h *handler) originAllowed(r *http.Request) bool { return h.topts.OriginAllowed(r) }
 
 // cors echoes an allowed origin, with credentials allowed: a page on
 // another allowed origin polls with its cookies, as Primus's cors

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -333,26 +332,7 @@ func (h *handler) session(key string) *conn {
 // originAllowed applies the server's origin policy to browser requests: no
 // Origin header (not a browser) passes, the request's own host passes, and
 // so do hosts matching OriginPatterns.
-func (h *handler) originAllowed(r *http.Request) bool {
-	origin := r.Header.Get("Origin")
-	if origin == "" || h.topts.InsecureSkipOriginCheck {
-		return true
-	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	host := strings.ToLower(u.Host)
-	for _, pattern := range h.topts.OriginPatterns {
-		if ok, _ := path.Match(strings.ToLower(pattern), host); ok {
-			return true
-		}
-	}
-	return false
-}
+func (h *handler) originAllowed(r *http.Request) bool { return h.topts.OriginAllowed(r) }
 
 // refuse answers with status and the JSON body {"error": msg}.
 func refuse(w http.ResponseWriter, status int, msg string) {

@@ -1,12 +1,12 @@
 package clustertest
 
 import (
-	"io"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/go-primus/primus/internal/tcpproxy"
 )
 
 // TestDurable runs the suite's durable-channel cases (Env.ConnectDurable):
@@ -93,17 +93,17 @@ func expectAll(t *testing.T, c *Client, total int64) {
 // carrying anything) while node 0 writes: when the link is back, node 2's
 // client gets every message written meanwhile, once, in order.
 func testDurableCatchUp(t *testing.T, env *Env) {
-	proxy := newLinkProxy(t, env.Addr)
-	nodes := durableNodes(t, env, env.Addr, env.Addr, proxy.addr())
+	proxy := tcpproxy.New(t, env.Addr)
+	nodes := durableNodes(t, env, env.Addr, env.Addr, proxy.Addr())
 	cl := []*Client{Dial(t, nodes[0]), Dial(t, nodes[1]), Dial(t, nodes[2])}
 	for _, n := range nodes {
 		n.Flush(t)
 	}
 	stop := sequence(t, nodes[0])
 	time.Sleep(100 * time.Millisecond) // some traffic before the cut
-	proxy.cut()
+	proxy.Cut()
 	time.Sleep(1500 * time.Millisecond) // the link stays down a while
-	proxy.restore()
+	proxy.Restore()
 	time.Sleep(100 * time.Millisecond) // and some traffic after
 	total := stop()
 	for i, c := range cl {
@@ -147,87 +147,4 @@ func testDurableBrokerRestarts(t *testing.T, env *Env) {
 			t.Errorf("node %d: %d dropped, %d gaps, want none", i, st.Dropped, st.Gaps)
 		}
 	}
-}
-
-// linkProxy carries TCP between a node and the broker until cut: then it
-// closes every connection and refuses new ones until restored.
-type linkProxy struct {
-	ln     net.Listener
-	target string
-
-	mu    sync.Mutex
-	down  bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
-}
-
-func newLinkProxy(t *testing.T, target string) *linkProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &linkProxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
-	p.wg.Add(1)
-	go p.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		p.cut()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *linkProxy) addr() string { return p.ln.Addr().String() }
-
-func (p *linkProxy) serve() {
-	defer p.wg.Done()
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		s, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			_ = c.Close()
-			continue
-		}
-		p.conns[c], p.conns[s] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		p.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer p.wg.Done()
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-			p.mu.Lock()
-			delete(p.conns, dst)
-			delete(p.conns, src)
-			p.mu.Unlock()
-		}
-		go pipe(s, c)
-		go pipe(c, s)
-	}
-}
-
-func (p *linkProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		_ = c.Close()
-	}
-}
-
-func (p *linkProxy) restore() {
-	p.mu.Lock()
-	p.down = false
-	p.mu.Unlock()
 }
