@@ -399,13 +399,18 @@ func (sp *Spark) linkEnded(l *link, readErr error) {
 		}
 		reason = ErrRecoveryOverflow
 	}
+	wire := wireReason(reason)
+	if sp.state == stateEnding && reason == nil {
+		// End was under way: a client that comes back ends too.
+		wire = dropEnded
+	}
 	if sp.state != stateClosed {
 		sp.state = stateClosed
 		sp.reason = reason
 		sp.queue, sp.spare, sp.queued = nil, nil, 0
 	}
 	sp.mu.Unlock()
-	sp.finish(reason, wireReason(reason))
+	sp.finish(reason, wire)
 }
 
 // wireReason is what a client that comes back to a spark that ended for
