@@ -92,6 +92,9 @@ type Backend struct {
 	regMu  sync.Mutex
 	st     jetstream.Stream // nil until created, and again after a failure
 	sparks map[string]map[string]struct{}
+	// members holds, per node, the subjects of the memberships it
+	// published (directory.go).
+	members map[string]map[string]struct{}
 
 	dur *durable // nil unless Options.Durable
 }
@@ -186,6 +189,7 @@ func newBackend(opts *Options) (*Backend, error) {
 		log:      o.Logger,
 		connOpts: o.ConnectOptions,
 		sparks:   map[string]map[string]struct{}{},
+		members:  map[string]map[string]struct{}{},
 	}
 	if o.Durable != nil {
 		b.dur = newDurable(b, *o.Durable)

@@ -57,3 +57,8 @@ func TestCluster(t *testing.T) {
 }
 
 func BenchmarkBroadcast(b *testing.B) { clustertest.BenchmarkBroadcast(b, newEnv) }
+
+func TestDirectory(t *testing.T) {
+	t.Parallel()
+	clustertest.TestDirectory(t, newEnv(t))
+}
