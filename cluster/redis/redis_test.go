@@ -62,3 +62,8 @@ func TestDirectory(t *testing.T) {
 	t.Parallel()
 	clustertest.TestDirectory(t, newEnv(t))
 }
+
+func TestPresence(t *testing.T) {
+	t.Parallel()
+	clustertest.TestPresence(t, newEnv)
+}
