@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,6 +34,59 @@ func TestPresence(t *testing.T, newEnv func(t testing.TB) *Env) {
 		t.Parallel()
 		testTargetedWrites(t, newEnv(t))
 	})
+	t.Run("BrokerRestarts", func(t *testing.T) {
+		t.Parallel()
+		testPresenceBrokerRestarts(t, newEnv(t))
+	})
+}
+
+// testPresenceBrokerRestarts changes memberships while the broker is down:
+// their events are lost, and once it is back the other nodes notice the
+// gap, read the node again from the directory and deliver the difference,
+// so that their events, routes and queries all come to the truth.
+func testPresenceBrokerRestarts(t *testing.T, env *Env) {
+	nodes := startNodes(t, env, time.Second)
+	ev := recordEvents(nodes[0])
+	a, b := Dial(t, nodes[2]), Dial(t, nodes[2])
+	if err := nodes[2].Rooms.Join(a.Spark, "r"); err != nil {
+		t.Fatal(err)
+	}
+	Settle(t, nodes, "r")
+	n2 := nodes[2].C.ID()
+
+	env.StopBroker(t)
+	if err := nodes[2].Rooms.Join(b.Spark, "q"); err != nil {
+		t.Fatal(err)
+	}
+	nodes[2].Rooms.Leave(a.Spark, "r")
+	env.StartBroker(t)
+	restarted := time.Now()
+
+	// Node 0's view, from its events alone.
+	seen := map[string]bool{}
+	want := map[string]bool{"q " + b.ID + "@" + n2: true}
+	Eventually(t, Timeout, "node 0's events, routes and queries agree with node 2", func() bool {
+		for {
+			select {
+			case s := <-ev.ch:
+				s = strings.TrimSuffix(s, " gone")
+				seen[s[1:]] = s[0] == '+'
+				if s[0] == '-' {
+					delete(seen, s[1:])
+				}
+				continue
+			default:
+			}
+			break
+		}
+		p := nodes[0].Rooms.Presence()
+		if !maps.Equal(seen, want) || !slices.Equal(p.NodesOf("q"), []string{n2}) || len(p.NodesOf("r")) > 0 {
+			return false
+		}
+		m, err := nodes[0].Rooms.MembersAll(bg(t), "q")
+		return err == nil && slices.Equal(m, []string{b.ID})
+	})
+	t.Logf("node 0 caught up with the changes made during the outage %v after the broker restarted", time.Since(restarted).Round(time.Millisecond))
 }
 
 // events records a node's join and leave events as "+room spark@node",
