@@ -27,6 +27,11 @@
 // which JetStream does at well over ten thousand messages a second. Ids
 // that are not plain subject tokens are base64url-encoded after a "=".
 //
+// The Backend is also the cluster.Directory of room membership, in the same
+// stream: "primus.registry.room.<room>.<node>.<spark>" per membership, with
+// the same TTL and refresh, purged on leave, and "primus.registry.rver.<node>"
+// (see directory.go).
+//
 // # Outages
 //
 // A Backend made by Connect reconnects forever and resubscribes by itself;
