@@ -23,7 +23,9 @@ func (r *Rooms) Presence() *cluster.Presence { return r.presence }
 // room, or, with a cluster directory, a spark of any node. Handlers run one
 // event at a time, in order (for each node), on a goroutine of the rooms'
 // own, never in the code that made the change; they may use the rooms.
-// Events before the handler was added are not replayed.
+// Events before the handler was added are not replayed; but a node that
+// joins a cluster hears of the other nodes' members as it learns of them,
+// as joins.
 func (r *Rooms) OnJoin(f func(Event)) { r.events.add(true, f) }
 
 // OnLeave adds f as a handler of leaves, as OnJoin: a spark left a room,

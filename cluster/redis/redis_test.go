@@ -67,3 +67,5 @@ func TestPresence(t *testing.T) {
 	t.Parallel()
 	clustertest.TestPresence(t, newEnv)
 }
+
+func BenchmarkDirectory(b *testing.B) { clustertest.BenchmarkDirectory(b, newEnv) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -174,4 +175,60 @@ func TestDirectory(t *testing.T, env *Env) {
 		t.Fatal(err)
 	}
 	members("m", "z3")
+}
+
+// BenchmarkDirectory measures the room directory: a node's whole sync with
+// 10,000 memberships (100 rooms of 100), a change of one membership (a
+// join, then a leave), and the queries on a room of 100 members among
+// them.
+func BenchmarkDirectory(b *testing.B, newEnv func(t testing.TB) *Env) {
+	env := newEnv(b)
+	ns := Namespace()
+	d := directory(b, env.connect(b, ns))
+	ctx := context.Background()
+	rooms := map[string][]string{}
+	for i := range 100 {
+		room := "room-" + strconv.Itoa(i)
+		for j := range 100 {
+			rooms[room] = append(rooms[room], "spark-"+strconv.Itoa(i*100+j))
+		}
+	}
+	const ttl = time.Minute
+	b.Run("Sync10k", func(b *testing.B) {
+		for b.Loop() {
+			if err := d.SyncRooms(ctx, "n1", rooms, "e:1", ttl); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("JoinLeave", func(b *testing.B) {
+		for b.Loop() {
+			for _, join := range []bool{true, false} {
+				if err := d.UpdateRooms(ctx, "n1", []cluster.RoomChange{{Room: "room-1", Spark: "x", Join: join}}, "e:2", ttl); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
+	b.Run("Members100", func(b *testing.B) {
+		for b.Loop() {
+			if ids, err := d.Members(ctx, "room-7"); err != nil || len(ids) != 100 {
+				b.Fatal(len(ids), err)
+			}
+		}
+	})
+	b.Run("Count100", func(b *testing.B) {
+		for b.Loop() {
+			if n, err := d.Count(ctx, "room-7"); err != nil || n != 100 {
+				b.Fatal(n, err)
+			}
+		}
+	})
+	b.Run("RoomsOf", func(b *testing.B) {
+		for b.Loop() {
+			if rs, err := d.RoomsOf(ctx, "spark-705"); err != nil || len(rs) != 1 {
+				b.Fatal(rs, err)
+			}
+		}
+	})
 }
