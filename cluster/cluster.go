@@ -89,6 +89,9 @@ type Cluster struct {
 	// broker's delivery goroutines' (one per channel).
 	seenMu sync.Mutex
 	seen   map[seenKey]uint64
+
+	presence atomic.Pointer[Presence] // nil until attached (members.go)
+	rpc      rpc                      // requests to other nodes (remote.go)
 }
 
 type seenKey struct {
@@ -203,6 +206,7 @@ func New(srv *primus.Server, opts *Options) (*Cluster, error) {
 		c.subs = append(c.subs, sub)
 	}
 
+	c.Handle(rpcTopic, c.handleRPC)
 	srv.OnConnection(func(sp *primus.Spark) { c.track(sp.ID(), true) })
 	srv.OnDisconnection(func(sp *primus.Spark) { c.track(sp.ID(), false) })
 
@@ -588,6 +592,11 @@ func (c *Cluster) Flush(ctx context.Context) error {
 	if err := c.lookups.wait(ctx); err != nil {
 		return err
 	}
+	if p := c.presence.Load(); p != nil {
+		if err := p.flush(ctx); err != nil {
+			return err
+		}
+	}
 	if err := c.pending.wait(ctx); err != nil {
 		return err
 	}
@@ -713,6 +722,10 @@ func (c *Cluster) Close(ctx context.Context) error {
 		}
 	}
 	c.drainCtx = ctx
+	p := c.presence.Load()
+	if p != nil {
+		p.closing() // before the outbox is drained
+	}
 	// A call in progress (a broker that hangs) ends with ctx, not with its
 	// own timeout.
 	stopAfter := context.AfterFunc(ctx, c.endLoops)
@@ -734,6 +747,11 @@ func (c *Cluster) Close(ctx context.Context) error {
 	lctx, cancel := context.WithTimeout(ctx, c.timeout)
 	if err := c.reg.Leave(lctx, c.id); err != nil {
 		errs = append(errs, fmt.Errorf("cluster: failed to leave the registry: %w", err))
+	}
+	if p != nil {
+		if err := p.dir.LeaveRooms(lctx, c.id); err != nil {
+			errs = append(errs, fmt.Errorf("cluster: failed to leave the room directory: %w", err))
+		}
 	}
 	cancel()
 	close(c.stopped)

@@ -15,12 +15,14 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	r := rooms.New(srv, &rooms.Options{Relay: c}) // room writes reach every node
+//	r := rooms.New(srv, &rooms.Options{Relay: c}) // rooms across the cluster
 //
 //	_ = c.Write("to everyone, on every node")
 //	_ = c.WriteTo(sparkID, "to one spark, wherever it is")
-//	_ = r.Room("lobby").Write("to the lobby, on every node")
-//	n, _ := c.Count(ctx) // sparks in the whole cluster
+//	_ = r.Room("lobby").Write("to the lobby, on the nodes with members")
+//	n, _ := c.Count(ctx)                // sparks in the whole cluster
+//	ids, _ := r.MembersAll(ctx, "lobby") // the lobby's members on every node
+//	_ = c.Disconnect(ctx, sparkID)       // end a spark, wherever it is
 //
 // and at shutdown c.Close(ctx) (the node leaves the registry at once), then
 // srv.Shutdown(ctx) and b.Close(). srv.Write stays local to the node.
@@ -45,7 +47,9 @@
 // ErrQueueFull.
 //
 // Delivery between nodes is at most once, and in order for the messages of
-// one node on one channel (broadcasts, room writes and topics share one).
+// one node on one channel (broadcasts, topics and room writes to every node
+// share one; writes to one node's sparks, and room writes to the nodes with
+// members, go on each node's own channel).
 //
 // # Outages, and what is lost
 //
@@ -84,11 +88,33 @@
 // another node by the time that node takes to update the registry
 // (milliseconds).
 //
+// # Presence
+//
+// A Registry that is also a Directory (both backends) keeps room membership
+// too, with the registry's expiry discipline: Cluster.Presence, which
+// package rooms calls for itself, records the node's memberships there,
+// sends its joins and leaves, numbered, to every node, and delivers the
+// other nodes' to the rooms (their OnJoin and OnLeave handlers), the leaves
+// of a node that closed at once and those of a node that died once it has
+// left the registry and been silent for Expiry. A node that misses some
+// events (a broker outage) notices the gap — at the sender's next change,
+// or its digest every Expiry/3 — and reads that node's memberships whole
+// from the directory. From the events each node knows which nodes have
+// members of which room, and Presence.Publish sends a room's writes to
+// those nodes alone (to every node while it is not sure). The queries
+// (MembersAll, CountAll, RoomsOfAll, RoomsAll) ask the directory, within
+// their context and Options.Timeout.
+//
+// Disconnect, Reconnect and Presence's JoinRemote and LeaveRemote act on a
+// spark by id wherever it is: the registry names its node, which is asked
+// on its own channel and answers on the asker's.
+//
 // # Topics
 //
 // Publish and Handle carry an application's own messages between the nodes'
-// server code, under a topic name; package rooms uses the topic
-// "primus.rooms". examples/cluster uses one to tell a newcomer who is
+// server code, under a topic name, and PublishTo to one node; package rooms
+// uses the topic "primus.rooms", the presence "primus.presence" and
+// "primus.presence.rpc". examples/cluster uses one to tell a newcomer who is
 // already in a room on the other nodes.
 //
 // # Load balancers and sticky sessions

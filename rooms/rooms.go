@@ -3,10 +3,12 @@ package rooms
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 
 	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/cluster"
 	"github.com/go-primus/primus/plugin"
 )
 
@@ -24,9 +26,23 @@ type Relay interface {
 // Options configure Rooms. A nil *Options means all defaults.
 type Options struct {
 	// Relay, when set, makes room writes reach the members on every node
-	// of a cluster: pass the node's *cluster.Cluster. Zero value means this
+	// of a cluster: pass the node's *cluster.Cluster. With a cluster whose
+	// registry keeps a room directory (the NATS and Redis backends), room
+	// membership is cluster-wide too: see Rooms. Zero value means this
 	// server alone.
 	Relay Relay
+
+	// Logger receives the diagnostics of the membership event handlers (a
+	// panic, events dropped). Zero value means silent.
+	Logger *slog.Logger
+}
+
+// presenceRelay is a Relay that keeps room membership cluster-wide:
+// *cluster.Cluster.
+type presenceRelay interface {
+	Relay
+	ID() string
+	Presence(h cluster.PresenceHandler) (*cluster.Presence, error)
 }
 
 // Rooms groups the sparks of a server into named rooms, so that one write
@@ -34,14 +50,22 @@ type Options struct {
 // is in any number of them, and leaves them all when it ends. A room exists
 // while it has members.
 //
-// Membership lives in this process's memory. With Options.Relay (a
-// cluster), a write to a room reaches its members on every node, but
-// Members, RoomsOf and Rooms answer for this node's sparks only.
+// Membership lives in this process's memory, and Members, RoomsOf and
+// Rooms answer from it, for this server's sparks. With Options.Relay (a
+// cluster), a write to a room reaches its members on every node; with a
+// cluster whose backend keeps a room directory, membership is cluster-wide
+// as well: MembersAll, CountAll, RoomsOfAll and RoomsAll answer for every
+// node, OnJoin and OnLeave handlers hear of every node's changes,
+// JoinRemote and LeaveRemote reach a spark wherever it is, and a room
+// write goes only to the nodes that have members of the room.
 //
 // All methods are safe for concurrent use.
 type Rooms struct {
-	srv   *primus.Server
-	relay Relay
+	srv      *primus.Server
+	relay    Relay
+	presence *cluster.Presence // nil without a cluster directory
+	node     string            // this node's id in a cluster
+	events   events
 
 	mu    sync.RWMutex
 	rooms map[string]map[string]plugin.Spark // room → spark id → spark
@@ -61,14 +85,26 @@ func New(srv *primus.Server, opts *Options) *Rooms {
 	if opts != nil {
 		o = *opts
 	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	r := &Rooms{
-		srv:   srv,
-		relay: o.Relay,
-		rooms: map[string]map[string]plugin.Spark{},
-		of:    map[string]*member{},
+		srv:    srv,
+		relay:  o.Relay,
+		rooms:  map[string]map[string]plugin.Spark{},
+		of:     map[string]*member{},
+		events: events{log: o.Logger},
 	}
 	if r.relay != nil {
 		r.relay.Handle(topic, r.receive)
+		if pr, ok := r.relay.(presenceRelay); ok {
+			// Without a directory (or when another Rooms has the
+			// cluster's), room writes go to every node and the queries
+			// say so.
+			if p, err := pr.Presence(presenceHandler{r}); err == nil {
+				r.presence, r.node = p, pr.ID()
+			}
+		}
 	}
 	// The server's sparks leave their rooms in a disconnection handler,
 	// before Done is closed; other sparks when their context ends.
@@ -99,6 +135,11 @@ func (r *Rooms) Join(s plugin.Spark, room string) error {
 			m.stop = context.AfterFunc(ctx, func() { r.leaveAll(id, m) })
 		}
 	}
+	if _, in := m.rooms[room]; in {
+		r.rooms[room][id] = s
+		r.mu.Unlock()
+		return nil
+	}
 	m.rooms[room] = struct{}{}
 	members := r.rooms[room]
 	if members == nil {
@@ -106,21 +147,38 @@ func (r *Rooms) Join(s plugin.Spark, room string) error {
 		r.rooms[room] = members
 	}
 	members[id] = s
+	r.changed(id, room, true)
 	r.mu.Unlock()
 	return nil
 }
 
+// changed reports a membership change to the cluster and the event
+// handlers; r.mu is held, so that they see the changes in their order.
+func (r *Rooms) changed(id, room string, join bool) {
+	if r.presence != nil {
+		if join {
+			r.presence.Joined(id, room)
+		} else {
+			r.presence.Left(id, room)
+		}
+	}
+	r.events.emit(Event{Room: room, Spark: id, Node: r.node}, join)
+}
+
 // Leave takes the spark out of the room.
-func (r *Rooms) Leave(s plugin.Spark, room string) {
-	id := s.ID()
+func (r *Rooms) Leave(s plugin.Spark, room string) { r.leave(s.ID(), room) }
+
+// leave takes the spark with the id out of the room, and reports whether
+// it was in it.
+func (r *Rooms) leave(id, room string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.of[id]
 	if m == nil {
-		return
+		return false
 	}
 	if _, ok := m.rooms[room]; !ok {
-		return
+		return false
 	}
 	r.remove(id, room)
 	delete(m.rooms, room)
@@ -128,6 +186,7 @@ func (r *Rooms) Leave(s plugin.Spark, room string) {
 		m.stop()
 		delete(r.of, id)
 	}
+	return true
 }
 
 // LeaveAll takes the spark out of every room; a spark that ends does so by
@@ -162,6 +221,7 @@ func (r *Rooms) remove(id, room string) {
 	if len(members) == 0 {
 		delete(r.rooms, room)
 	}
+	r.changed(id, room, false)
 }
 
 // RoomsOf returns the rooms the spark is in, sorted.
@@ -216,10 +276,15 @@ func (r *Rooms) write(room string, except []string, v any) error {
 		return err
 	}
 	r.deliver(room, except, data)
-	if r.relay != nil {
-		if err := r.relay.Publish(topic, appendRoomMessage(nil, room, except, data)); err != nil {
-			return fmt.Errorf("rooms: delivered on this node only: %w", err)
-		}
+	var err2 error
+	switch {
+	case r.presence != nil:
+		err2 = r.presence.Publish(room, topic, appendRoomMessage(nil, room, except, data))
+	case r.relay != nil:
+		err2 = r.relay.Publish(topic, appendRoomMessage(nil, room, except, data))
+	}
+	if err2 != nil {
+		return fmt.Errorf("rooms: delivered on this node only: %w", err2)
 	}
 	return nil
 }

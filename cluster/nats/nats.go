@@ -27,6 +27,11 @@
 // which JetStream does at well over ten thousand messages a second. Ids
 // that are not plain subject tokens are base64url-encoded after a "=".
 //
+// The Backend is also the cluster.Directory of room membership, in the same
+// stream: "primus.registry.room.<room>.<node>.<spark>" per membership, with
+// the same TTL and refresh, purged on leave, and "primus.registry.rver.<node>"
+// (see directory.go).
+//
 // # Outages
 //
 // A Backend made by Connect reconnects forever and resubscribes by itself;
@@ -92,6 +97,9 @@ type Backend struct {
 	regMu  sync.Mutex
 	st     jetstream.Stream // nil until created, and again after a failure
 	sparks map[string]map[string]struct{}
+	// members holds, per node, the subjects of the memberships it
+	// published (directory.go).
+	members map[string]map[string]struct{}
 
 	dur *durable // nil unless Options.Durable
 }
@@ -186,6 +194,7 @@ func newBackend(opts *Options) (*Backend, error) {
 		log:      o.Logger,
 		connOpts: o.ConnectOptions,
 		sparks:   map[string]map[string]struct{}{},
+		members:  map[string]map[string]struct{}{},
 	}
 	if o.Durable != nil {
 		b.dur = newDurable(b, *o.Durable)

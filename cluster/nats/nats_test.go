@@ -52,3 +52,15 @@ func TestCluster(t *testing.T) {
 }
 
 func BenchmarkBroadcast(b *testing.B) { clustertest.BenchmarkBroadcast(b, newEnv) }
+
+func TestDirectory(t *testing.T) {
+	t.Parallel()
+	clustertest.TestDirectory(t, newEnv(t))
+}
+
+func TestPresence(t *testing.T) {
+	t.Parallel()
+	clustertest.TestPresence(t, newEnv)
+}
+
+func BenchmarkDirectory(b *testing.B) { clustertest.BenchmarkDirectory(b, newEnv) }

@@ -25,6 +25,10 @@
 // visit the live nodes' sets (a few per cluster), and drop the ids of
 // expired nodes from "primus:nodes" as they go.
 //
+// The Backend is also the cluster.Directory of room membership, under
+// "primus:dir:" (a hash per node, a set per node and room and per spark,
+// each with the same PEXPIRE; see directory.go).
+//
 // The scripts touch keys they compute, which a Redis Cluster (sharded)
 // deployment refuses: use a single Redis server, or a primary with
 // replicas behind Sentinel (redis.NewFailoverClient, passed to New).

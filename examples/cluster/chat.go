@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"log"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode/utf8"
 
 	"github.com/go-primus/primus"
@@ -23,6 +25,7 @@ type event struct {
 	Text    string   `json:"text,omitempty"`
 	Members []string `json:"members,omitempty"`
 	Node    string   `json:"node,omitempty"`
+	Count   int      `json:"count,omitempty"` // people in the room, on every node
 }
 
 // hello is what a node publishes on the "chat" topic when one of its
@@ -98,7 +101,12 @@ func (ch *chat) handle(sp *primus.Spark, ev event) {
 		names := ch.namesIn(room)
 		ch.mu.Unlock()
 		log.Printf("%s: %s joined %s", ch.node, name, room)
-		_ = sp.Write(event{Type: "welcome", Name: name, Room: room, Members: names, Node: ch.node})
+		// The room's members on every node, from the cluster's directory
+		// (this join included).
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		count, _ := ch.rooms.CountAll(ctx, room)
+		cancel()
+		_ = sp.Write(event{Type: "welcome", Name: name, Room: room, Members: names, Node: ch.node, Count: count})
 		_ = ch.rooms.Room(room).Except(sp.ID()).Write(event{Type: "joined", Name: name, Room: room})
 		if b, err := json.Marshal(hello{Room: room, Spark: sp.ID()}); err == nil {
 			_ = ch.c.Publish("chat", b)

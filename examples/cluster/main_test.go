@@ -107,7 +107,7 @@ func TestChatAcrossNodes(t *testing.T) {
 	cid := connect(t, urls["node 3"])
 
 	_ = ann.c.Write(event{Type: "join", Name: "Ann", Room: "gophers"})
-	if ev := ann.next(t, "welcome"); ev.Node != "node 1" || !slices.Equal(ev.Members, []string{"Ann"}) {
+	if ev := ann.next(t, "welcome"); ev.Node != "node 1" || !slices.Equal(ev.Members, []string{"Ann"}) || ev.Count != 1 {
 		t.Errorf("Ann's welcome: %+v", ev)
 	}
 	_ = cid.c.Write(event{Type: "join", Name: "Cid", Room: "elsewhere"})
@@ -122,7 +122,9 @@ func TestChatAcrossNodes(t *testing.T) {
 	if annJoined(ev) {
 		ev = bob.next(t, "")
 	}
-	if ev.Type != "welcome" || ev.Node != "node 2" || !slices.Equal(ev.Members, []string{"Bob"}) {
+	// The count is the directory's: Bob, and Ann once node 1 has written
+	// her join there (milliseconds after it).
+	if ev.Type != "welcome" || ev.Node != "node 2" || !slices.Equal(ev.Members, []string{"Bob"}) || ev.Count < 1 || ev.Count > 2 {
 		t.Errorf("Bob's welcome: %+v", ev)
 	}
 	ev = bob.next(t, "")

@@ -3,6 +3,7 @@ package clustertest
 import (
 	"context"
 	"net/http/httptest"
+	"slices"
 	"testing"
 	"time"
 
@@ -154,4 +155,28 @@ func (c *Client) Expect(t testing.TB, want string) {
 	if got := c.Next(t); got != want {
 		t.Errorf("client %s got %q, want %q", c.ID, got, want)
 	}
+}
+
+// Settle waits until every node's room writes go to each other node that
+// has members of the rooms: a join reaches the other nodes' routes as an
+// event, milliseconds after it is made.
+func Settle(t testing.TB, nodes []*Node, rooms ...string) {
+	t.Helper()
+	Eventually(t, Timeout, "the room routes know every member's node", func() bool {
+		for _, room := range rooms {
+			for _, n := range nodes {
+				p := n.Rooms.Presence()
+				if p == nil {
+					continue
+				}
+				routes := p.NodesOf(room)
+				for _, m := range nodes {
+					if m != n && len(m.Rooms.Room(room).Members()) > 0 && !slices.Contains(routes, m.C.ID()) {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
 }

@@ -105,6 +105,7 @@ func testDelivery(t *testing.T, env *Env) {
 			t.Fatal(err)
 		}
 	}
+	Settle(t, nodes, "gophers")
 	if err := nodes[1].Rooms.Room("gophers").Except(cl[2].ID).Write("room 1"); err != nil {
 		t.Fatal(err)
 	}
