@@ -572,16 +572,24 @@ type Stats struct {
 	// Malformed counts messages from the broker that were not the
 	// cluster's.
 	Malformed uint64
+	// QueueBytes is what waits to be published now (bounded by
+	// Options.QueueBytes).
+	QueueBytes int64
+	// BrokerUp is false while the broker connection is lost or publishing
+	// fails, true otherwise.
+	BrokerUp bool
 }
 
 // Stats returns the node's counters.
 func (c *Cluster) Stats() Stats {
 	return Stats{
-		Published: c.stats.published.Load(),
-		Dropped:   c.stats.dropped.Load(),
-		Received:  c.stats.received.Load(),
-		Unknown:   c.stats.unknown.Load(),
-		Malformed: c.stats.malformed.Load(),
+		Published:  c.stats.published.Load(),
+		Dropped:    c.stats.dropped.Load(),
+		Received:   c.stats.received.Load(),
+		Unknown:    c.stats.unknown.Load(),
+		Malformed:  c.stats.malformed.Load(),
+		QueueBytes: c.out.size(),
+		BrokerUp:   !c.rep.down("broker connection", "publish"),
 	}
 }
 
