@@ -194,8 +194,16 @@ func reply(w http.ResponseWriter, status int, a answer) {
 	_, _ = w.Write(b)
 }
 
+// refuse answers omega-supreme's refusal: {"ok": false, "reason": …}.
 func refuse(w http.ResponseWriter, status int, reason string) {
-	reply(w, status, answer{Reason: reason})
+	b, _ := json.Marshal(struct {
+		OK     bool   `json:"ok"`
+		Reason string `json:"reason"`
+	}{false, reason})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 // ServeHTTP publishes one request's message.
