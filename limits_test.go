@@ -53,6 +53,21 @@ func (h *harness) dialFrom(t *testing.T, ip string) (*testClient, error) {
 	return h.dialErr(t, "", &primus.ClientOptions{HTTPClient: fromAddr(ip)})
 }
 
+// connectFrom dials from ip and waits until the server has the spark: a
+// client sees its connection open as soon as the transport's handshake is
+// done, a moment before the server counts the spark, so a next connection
+// made at once may pass the check before the handshake and be closed after
+// it (the limit holds either way; the tests check the refusal before it).
+func (h *harness) connectFrom(t *testing.T, se *sparkEvents, ip string) *testClient {
+	t.Helper()
+	c, err := h.dialFrom(t, ip)
+	if err != nil {
+		t.Fatalf("a connection within the limits: %v", err)
+	}
+	se.conns.next(t, "the spark from "+ip)
+	return c
+}
+
 // rawDialFrom opens a plain WebSocket from ip to path (relative to the
 // server's root); the response is returned on a refused handshake.
 func (h *harness) rawDialFrom(t *testing.T, ip, path string) (*ws.Conn, *http.Response, error) {
@@ -120,18 +135,11 @@ func TestLimitConnectionsPerAddress(t *testing.T) {
 	t.Parallel()
 	forEachFlavour(t, func(t *testing.T, fl flavour) {
 		h, se := echoServer(t, fl, &primus.Limits{MaxConnectionsPerAddress: 2}, nil)
-		good, err := h.dialFrom(t, "127.0.0.2")
-		if err != nil {
-			t.Fatal(err)
-		}
+		good := h.connectFrom(t, se, "127.0.0.2")
 		idle := echoes(t, good, 20)
 		var abusive []*testClient
 		for range 2 {
-			c, err := h.dialFrom(t, "127.0.0.3")
-			if err != nil {
-				t.Fatalf("a connection within the limit: %v", err)
-			}
-			abusive = append(abusive, c)
+			abusive = append(abusive, h.connectFrom(t, se, "127.0.0.3"))
 		}
 		refusedOrClosed(t, h, "127.0.0.3", http.StatusTooManyRequests, ws.StatusPolicyViolation, "too many connections")
 		busy := echoes(t, good, 20)
@@ -153,14 +161,9 @@ func TestLimitConnectionsPerAddress(t *testing.T) {
 func TestLimitMaxConnections(t *testing.T) {
 	t.Parallel()
 	forEachFlavour(t, func(t *testing.T, fl flavour) {
-		h, _ := echoServer(t, fl, &primus.Limits{MaxConnections: 2}, nil)
-		good, err := h.dialFrom(t, "127.0.0.2")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.dialFrom(t, "127.0.0.3"); err != nil {
-			t.Fatal(err)
-		}
+		h, se := echoServer(t, fl, &primus.Limits{MaxConnections: 2}, nil)
+		good := h.connectFrom(t, se, "127.0.0.2")
+		h.connectFrom(t, se, "127.0.0.3")
 		refusedOrClosed(t, h, "127.0.0.4", http.StatusServiceUnavailable, ws.StatusTryAgainLater, "server full")
 		echoes(t, good, 5)
 		if n := h.srv.Count(); n != 2 {
@@ -173,17 +176,10 @@ func TestLimitNewConnectionsPerSecond(t *testing.T) {
 	t.Parallel()
 	forEachFlavour(t, func(t *testing.T, fl flavour) {
 		// Two at once, then one every 100 s: the test never sees a refill.
-		h, _ := echoServer(t, fl, &primus.Limits{NewConnectionsPerSecond: 0.01, NewConnectionsBurst: 2}, nil)
-		good, err := h.dialFrom(t, "127.0.0.2")
-		if err != nil {
-			t.Fatal(err)
-		}
+		h, se := echoServer(t, fl, &primus.Limits{NewConnectionsPerSecond: 0.01, NewConnectionsBurst: 2}, nil)
+		good := h.connectFrom(t, se, "127.0.0.2")
 		for range 2 {
-			c, err := h.dialFrom(t, "127.0.0.3")
-			if err != nil {
-				t.Fatalf("a connection within the burst: %v", err)
-			}
-			_ = c.Close()
+			_ = h.connectFrom(t, se, "127.0.0.3").Close()
 		}
 		refusedOrClosed(t, h, "127.0.0.3", http.StatusTooManyRequests, ws.StatusPolicyViolation, "too many new connections")
 		echoes(t, good, 5)
