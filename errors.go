@@ -39,6 +39,10 @@ var (
 	// is a text one, or a text frame to a binary parser: the connection is
 	// closed with status 1003.
 	ErrUnsupportedData = transport.ErrUnsupportedData
+	// ErrRateLimited reports a spark that sent messages or bytes faster
+	// than Options.Limits allow: the connection is closed with status 1008
+	// and the reason "rate limited", and the message dropped.
+	ErrRateLimited = errors.New("primus: rate limited")
 	// ErrPanic is matched by every *PanicError.
 	ErrPanic = errors.New("primus: handler panicked")
 )

@@ -162,6 +162,8 @@ func Example_customTransformer() {
 	srv.OnConnection(func(spark *primus.Spark) {
 		spark.OnData(func(m *primus.Message) { _ = spark.Write(m.Raw()) })
 	})
+	ended := make(chan struct{})
+	srv.OnDisconnection(func(*primus.Spark) { close(ended) })
 	hs := httptest.NewServer(srv)
 	defer hs.Close()
 
@@ -178,6 +180,7 @@ func Example_customTransformer() {
 		<-got
 	}
 	_ = client.Close()
+	<-ended // else Shutdown may still find the spark, and end it with one more frame
 	_ = srv.Shutdown(context.Background())
 	fmt.Println("frames in:", tr.in.Load(), "out:", tr.out.Load())
 	// Output: frames in: 3 out: 3

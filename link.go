@@ -37,6 +37,7 @@ type link struct {
 	lost error
 
 	writeTimer *time.Timer // for transports without write deadlines; the write turn holder's
+	writes     uint32      // writes, for sampling their durations (observe.go); the write turn holder's
 }
 
 func newLink(sp *Spark, c transport.Conn) *link {

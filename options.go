@@ -98,6 +98,18 @@ type Options struct {
 	// Plugins are set up in order when the server is built.
 	Plugins []plugin.Plugin
 
+	// Limits keep one abusive client from hurting the others: connections
+	// per server and per client address, new connections per second per
+	// address, messages and bytes per second per spark. See Limits. Zero
+	// value (nil) means none.
+	Limits *Limits
+
+	// Observer receives the server's events (connections, messages,
+	// refusals, limits, heartbeats, resumes), for metrics: package metrics
+	// implements it on Prometheus. Zero value (nil) means none, at the cost
+	// of a nil check per event.
+	Observer Observer
+
 	// Logger receives the server's diagnostics. Zero value means silent.
 	Logger *slog.Logger
 

@@ -113,7 +113,7 @@ const ackEvery = 64
 // the connection went away, or the server cut it for a heartbeat or write
 // timeout, a slow consumer, or Close; not for a fault or a shutdown.
 func resumable(reason error) bool {
-	for _, final := range []error{ErrMessageTooBig, ErrInvalidUTF8, ErrUnsupportedData, ErrPanic, ErrServerClosed, ErrRecoveryExpired, ErrRecoveryOverflow} {
+	for _, final := range []error{ErrMessageTooBig, ErrInvalidUTF8, ErrUnsupportedData, ErrPanic, ErrServerClosed, ErrRecoveryExpired, ErrRecoveryOverflow, ErrRateLimited} {
 		if errors.Is(reason, final) {
 			return false
 		}
@@ -342,6 +342,9 @@ func (sp *Spark) resume(l *link, n uint64) string {
 	sp.writing = true
 	go sp.writeLoop()
 	sp.mu.Unlock()
+	if o := sp.srv.obs; o != nil {
+		o.Resumed(len(replay))
+	}
 	return ""
 }
 

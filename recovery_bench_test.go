@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -112,11 +111,6 @@ func (rb *recoveryBench) wait(want int64) {
 	}
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 func onOff(b *testing.B, f func(b *testing.B, recovery bool)) {
 	b.Run("off", func(b *testing.B) { f(b, false) })

@@ -58,6 +58,10 @@ type Server struct {
 	crashOnPanic bool
 	recovery     *Recovery // nil: off
 	spec         []byte
+	obs          Observer         // nil: none (observe.go)
+	tname        string           // the transformer's name, for the observer
+	limits       *limiter         // nil: no limits (limits.go)
+	opener       transport.Opener // nil when the transformer cannot tell
 
 	hooks       []plugin.ServerHooks
 	hasOutgoing bool
@@ -105,6 +109,7 @@ func New(opts *Options) (*Server, error) {
 		crashOnPanic: o.CrashOnPanic,
 		sparks:       make(map[string]*Spark),
 		creds:        make(map[string]*credEntry),
+		obs:          o.Observer,
 	}
 	if o.Recovery != nil {
 		r := *o.Recovery
@@ -165,6 +170,10 @@ func New(opts *Options) (*Server, error) {
 	for _, p := range o.TrustedProxies {
 		s.trusted = append(s.trusted, p.Masked())
 	}
+
+	s.tname = s.transformer.Name()
+	s.opener, _ = s.transformer.(transport.Opener)
+	s.limits = newLimiter(o.Limits, s.maxMessage)
 
 	s.frameType = transport.Text
 	if s.parser.Binary() {
@@ -282,12 +291,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	closing := s.closing
 	s.mu.RUnlock()
 	if closing {
+		s.observeRefused(RefuseShutdown, http.StatusServiceUnavailable)
 		Refuse(w, &HTTPError{Status: http.StatusServiceUnavailable, Message: ErrServerClosed.Error()})
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.handshake)
 	defer cancel()
 	ctx = context.WithValue(ctx, requestContextKey{}, r.Context())
+	ctx = s.observeStart(ctx)
 	(*s.chain.Load()).ServeHTTP(w, r.WithContext(ctx))
 }
 
@@ -297,14 +308,22 @@ func (s *Server) final(w http.ResponseWriter, r *http.Request) {
 	// A CORS preflight carries no credentials by design, so asking it for
 	// them would refuse every cross-origin client; the request it precedes
 	// is authorized as usual.
+	//
+	// Limits come first, so that a flood of handshakes is refused before it
+	// costs an authorization each.
+	if !s.limitRequest(w, r) {
+		return
+	}
 	if fn := s.authorize.Load(); fn != nil && !isPreflight(r) {
 		if err := (*fn)(r); err != nil {
 			s.log.Info("primus: request refused by Authorize", "remote", r.RemoteAddr, "error", err)
+			s.observeRefused(RefuseAuthorize, statusOf(err))
 			Refuse(w, err)
 			return
 		}
 	}
 	if err := r.Context().Err(); err != nil {
+		s.observeRefused(RefuseHandshakeTimeout, http.StatusServiceUnavailable)
 		Refuse(w, &HTTPError{Status: http.StatusServiceUnavailable, Message: "primus: handshake timeout"})
 		return
 	}
@@ -352,6 +371,7 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 				return
 			}
 		}
+		s.observeResumeFailed(why)
 		if why == dropEnded {
 			// The application ended the spark while the client was away:
 			// it ends too, as if it had been there.
@@ -366,14 +386,19 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 		failure = why
 	}
 	sp := newSpark(s, r, q, c)
+	if !s.admitSpark(sp, c) {
+		return
+	}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
+		sp.releaseSpark()
 		_ = c.Close(transport.StatusGoingAway, "server shutting down")
 		return
 	}
 	if _, dup := s.sparks[sp.id]; dup {
 		s.mu.Unlock()
+		sp.releaseSpark()
 		s.log.Error("primus: IDGenerator returned a duplicate id", "id", sp.id)
 		_ = c.Close(transport.StatusInternalError, "duplicate id")
 		return
@@ -385,6 +410,7 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 		go s.housekeeping(s.hbStop, s.hbStopped)
 	}
 	s.mu.Unlock()
+	s.observeOpened(r)
 	if recoverable {
 		sp.offerRecovery(failure) // the first message the client receives
 	}

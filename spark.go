@@ -47,6 +47,9 @@ type Spark struct {
 	done   chan struct{}
 	link   atomic.Pointer[link] // the connection; nil while dropped (recovery) and once ended
 	rec    *sparkRecovery       // nil unless the spark is resumable (recovery.go)
+	rate   *sparkLimiter        // nil unless messages or bytes are limited (limits.go)
+	// admitted: the spark holds a place in the connection limits.
+	admitted bool
 
 	mu         sync.Mutex
 	state      sparkState
@@ -91,6 +94,7 @@ func newSpark(s *Server, r *http.Request, q url.Values, c transport.Conn) *Spark
 		addr:   clientAddress(r, s.trusted),
 		parent: context.WithoutCancel(r.Context()),
 		done:   make(chan struct{}),
+		rate:   s.limits.forSpark(),
 	}
 	sp.link.Store(newLink(sp, c))
 	return sp
@@ -164,9 +168,15 @@ func (sp *Spark) handle(l *link, typ transport.MessageType, data []byte) {
 	if l.dead.Load() {
 		return // lost or closing: what is still read is the peer's, not the application's
 	}
+	if !sp.received(len(data)) {
+		return // over its rate: closing
+	}
 	defer sp.recoverPanic()
 	m, err := incoming(sp.srv.parser, typ, data, func(s string) bool { return sp.control(l, s) })
 	if err != nil {
+		if sp.srv.obs != nil {
+			sp.srv.obs.DecodeError()
+		}
 		switch {
 		case errors.Is(err, ErrInvalidUTF8):
 			sp.closeWith(ErrInvalidUTF8, transport.StatusInvalidPayload, "invalid UTF-8")
@@ -282,6 +292,7 @@ func (sp *Spark) control(l *link, s string) bool {
 	switch {
 	case strings.HasPrefix(s, pongPrefix):
 		l.alive.Store(true)
+		sp.observePong(s)
 		return true
 	case strings.HasPrefix(s, idPrefix):
 		sp.writeControl(idPrefix + sp.id)
@@ -451,6 +462,8 @@ func (sp *Spark) finish(reason error, wire string) {
 	}
 	sp.mu.Unlock()
 	sp.srv.remove(sp)
+	sp.releaseSpark()
+	sp.observeClosed(reason)
 	sp.srv.retire(cred, wire)
 	if reason != nil {
 		sp.reportError(reason)

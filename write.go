@@ -177,6 +177,7 @@ func (sp *Spark) enqueue(data []byte, end, ctl bool) error {
 		sp.queued += n
 		sp.mu.Unlock()
 		if l.space.Writable(len(data)) {
+			t0 := sp.startWrite(l)
 			err := l.conn.Write(context.Background(), sp.srv.frameType, data)
 			sp.mu.Lock()
 			sp.queued -= n
@@ -192,6 +193,7 @@ func (sp *Spark) enqueue(data []byte, end, ctl bool) error {
 			}
 			sp.releaseTurnLocked()
 			sp.mu.Unlock()
+			sp.wrote(t0, len(data))
 			return nil
 		}
 		// No room: queue it, ahead of anything queued meanwhile; the turn
@@ -207,17 +209,21 @@ func (sp *Spark) enqueue(data []byte, end, ctl bool) error {
 		copy(sp.queue[1:], sp.queue)
 		sp.queue[0] = f
 		sp.queued += n
+		queued := sp.queued
 		go sp.writeLoop()
 		sp.mu.Unlock()
+		sp.observeQueued(queued)
 		return nil
 	}
 	sp.queue = append(sp.queue, f)
 	sp.queued += n
+	queued := sp.queued
 	if !sp.writing {
 		sp.writing = true
 		go sp.writeLoop()
 	}
 	sp.mu.Unlock()
+	sp.observeQueued(queued)
 	return nil
 }
 
@@ -327,6 +333,7 @@ func (sp *Spark) writeLoop() {
 // false, the frame was not written (or l is no longer the spark's).
 func (sp *Spark) writeFrame(l *link, f outFrame) bool {
 	var err error
+	t0 := sp.startWrite(l)
 	if f.data == nil {
 		// Nothing to write: a close for a restart.
 	} else if l.wdl != nil {
@@ -356,6 +363,9 @@ func (sp *Spark) writeFrame(l *link, f outFrame) bool {
 	if err != nil {
 		sp.writeFailed(l, err)
 		return false
+	}
+	if f.data != nil {
+		sp.wrote(t0, len(f.data))
 	}
 	if !current {
 		return false

@@ -683,6 +683,12 @@ type Stats struct {
 	// Gaps counts, with a durable broker, the times this node found that
 	// the stream had trimmed messages it had not read (DurableBroker.Gaps).
 	Gaps uint64
+	// QueueBytes is what waits to be published now (bounded by
+	// Options.QueueBytes).
+	QueueBytes int64
+	// BrokerUp is false while the broker connection is lost or publishing
+	// fails, true otherwise.
+	BrokerUp bool
 }
 
 // Stats returns the node's counters.
@@ -694,6 +700,8 @@ func (c *Cluster) Stats() Stats {
 		Unknown:    c.stats.unknown.Load(),
 		Malformed:  c.stats.malformed.Load(),
 		Duplicates: c.stats.duplicates.Load(),
+		QueueBytes: c.out.size(),
+		BrokerUp:   !c.rep.down("broker connection", "publish"),
 	}
 	if c.durable != nil {
 		st.Gaps = c.durable.Gaps()

@@ -48,6 +48,13 @@ func (o *outbox) push(m Message) bool {
 	return true
 }
 
+// size returns the bytes queued.
+func (o *outbox) size() int64 {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.bytes
+}
+
 // take returns everything queued; give the slice back with release.
 func (o *outbox) take() []Message {
 	o.mu.Lock()

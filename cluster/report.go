@@ -77,3 +77,18 @@ func (r *reporter) ok(what string) {
 		r.log.Info("cluster: "+what+" recovered", "after", time.Since(f.since).Round(time.Millisecond), "dropped", f.total)
 	}
 }
+
+// down reports whether any of the operations is failing now.
+func (r *reporter) down(whats ...string) bool {
+	if r.failing.Load() == 0 {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range whats {
+		if r.state[w] != nil {
+			return true
+		}
+	}
+	return false
+}

@@ -2,9 +2,11 @@ package emitter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-primus/primus/internal/pluginkit"
@@ -51,6 +53,27 @@ type core struct {
 	// Set once at set-up.
 	codec pluginkit.Codec
 	log   *slog.Logger
+
+	acks *ackStats
+}
+
+// ackStats count the acknowledgement waits of every connection.
+type ackStats struct {
+	pending  atomic.Int64
+	timedOut atomic.Uint64
+}
+
+// Stats are the counters of an Emitter (all its connections) or a Client.
+type Stats struct {
+	// PendingAcks is the number of acknowledgements waited for now.
+	PendingAcks int64
+	// AckTimeouts counts the waits that ended with ErrAckTimeout.
+	AckTimeouts uint64
+}
+
+// Stats returns the counters, for metrics.
+func (c *core) Stats() Stats {
+	return Stats{PendingAcks: c.acks.pending.Load(), AckTimeouts: c.acks.timedOut.Load()}
 }
 
 func newCore(opts *Options) core {
@@ -64,7 +87,7 @@ func newCore(opts *Options) core {
 	if o.MaxPendingAcks == 0 {
 		o.MaxPendingAcks = defaultMaxPendingAcks
 	}
-	return core{ackTimeout: o.AckTimeout, maxPending: o.MaxPendingAcks, handlers: map[string][]func(*Event){}, log: slog.New(slog.DiscardHandler)}
+	return core{ackTimeout: o.AckTimeout, maxPending: o.MaxPendingAcks, handlers: map[string][]func(*Event){}, log: slog.New(slog.DiscardHandler), acks: &ackStats{}}
 }
 
 func (c *core) on(event string, h func(*Event)) {
@@ -179,8 +202,19 @@ func (c *core) sendAckFunc(ctx context.Context, ep *endpoint, event string, f fu
 	if err != nil {
 		return err
 	}
-	id, err := ep.register(f, c.maxPending)
+	// f runs once, whatever ends the wait: that is where the wait stops
+	// being counted.
+	done := func(a Args, err error) {
+		c.acks.pending.Add(-1)
+		if errors.Is(err, ErrAckTimeout) {
+			c.acks.timedOut.Add(1)
+		}
+		f(a, err)
+	}
+	c.acks.pending.Add(1)
+	id, err := ep.register(done, c.maxPending)
 	if err != nil {
+		c.acks.pending.Add(-1)
 		return err
 	}
 	pk.ID = id

@@ -310,3 +310,14 @@ type IdleReader interface {
 
 // ErrWoken is returned by the Read of an IdleReader that Wake interrupted.
 var ErrWoken = errors.New("transport: read woken")
+
+// Opener is implemented by a Transformer that can tell, before handling a
+// request, whether the request would open a new connection (a WebSocket
+// upgrade, say) rather than serve one that exists (a polling request).
+// The core then applies its connection limits to such requests before
+// authorization and refuses them with an HTTP status (429, 503) and
+// Retry-After; without it, a connection over a limit is closed once it is
+// open.
+type Opener interface {
+	Opens(r *http.Request) bool
+}

@@ -5,7 +5,11 @@
 //
 //	go run ./examples/chat
 //
-// then open the printed URL in two browser windows.
+// then open the printed URL in two browser windows. Prometheus metrics are
+// served at /metrics. With -publish-password (or PRIMUS_PUBLISH_PASSWORD),
+// other programs can post to every room at /primus/omega/supreme:
+//
+//	curl -u omega:PASSWORD -X PUT -d '{"msg":{"type":"message","name":"ops","text":"maintenance at 6"}}' http://127.0.0.1:8080/primus/omega/supreme
 //
 // The browser sends {"type": "join", "name": …, "room": …} and
 // {"type": "say", "text": …}; the server sends "welcome" (to the joiner,
@@ -26,15 +30,37 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/examples/internal/chatpage"
+	"github.com/go-primus/primus/metrics"
+	"github.com/go-primus/primus/publish"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	password := flag.String("publish-password", os.Getenv("PRIMUS_PUBLISH_PASSWORD"), "password (user omega) of the publish endpoint at /primus/omega/supreme; empty: no endpoint")
 	flag.Parse()
 
-	srv, err := primus.New(nil)
+	m, err := metrics.New(prometheus.DefaultRegisterer)
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv, err := primus.New(&primus.Options{
+		Observer: m,
+		// The README's recommended limits (section Limits).
+		Limits: &primus.Limits{
+			MaxConnections:           10_000,
+			MaxConnectionsPerAddress: 100,
+			NewConnectionsPerSecond:  10,
+			NewConnectionsBurst:      50,
+			MessagesPerSecond:        50,
+			MessagesBurst:            200,
+			BytesPerSecond:           256 << 10,
+		},
+	})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -47,6 +73,15 @@ func main() {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(chatpage.HTML)
 	})
+	// In production, serve /metrics on an internal port instead.
+	mux.Handle("GET /metrics", promhttp.Handler())
+	if *password != "" {
+		pub, err := publish.New(publish.Options{Server: srv, Authenticate: publish.BasicAuth("omega", *password)})
+		if err != nil {
+			log.Fatal(err)
+		}
+		mux.Handle(publish.DefaultPath, pub)
+	}
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

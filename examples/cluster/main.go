@@ -17,6 +17,11 @@
 //
 // A node that stops (Ctrl-C) leaves the registry at once; one that is killed
 // leaves it within the expiry (-expiry, 15 s by default).
+//
+// Each node serves its Prometheus metrics at /metrics on its own port (the
+// cluster's under the node label), and its publish endpoint at
+// /primus/omega/supreme when -publish-password (or PRIMUS_PUBLISH_PASSWORD)
+// is set: a request to any node reaches every node.
 package main
 
 import (
@@ -35,12 +40,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/cluster"
 	"github.com/go-primus/primus/cluster/nats"
 	"github.com/go-primus/primus/cluster/redis"
 	"github.com/go-primus/primus/examples/internal/chatpage"
+	"github.com/go-primus/primus/metrics"
+	"github.com/go-primus/primus/publish"
 	"github.com/go-primus/primus/rooms"
 )
 
@@ -51,6 +61,7 @@ type config struct {
 	natsURL  string
 	redisURL string
 	expiry   time.Duration
+	password string // of the publish endpoint; empty: none
 }
 
 func main() {
@@ -60,6 +71,7 @@ func main() {
 	flag.StringVar(&cfg.natsURL, "nats", "", "NATS server URL (with JetStream); empty and no -redis: start an embedded one")
 	flag.StringVar(&cfg.redisURL, "redis", "", "Redis URL, to use Redis instead of NATS")
 	flag.DurationVar(&cfg.expiry, "expiry", 0, "how long a dead node stays in the registry (0: the cluster's default, 15s)")
+	flag.StringVar(&cfg.password, "publish-password", os.Getenv("PRIMUS_PUBLISH_PASSWORD"), "password (user omega) of the publish endpoint at /primus/omega/supreme; empty: no endpoint")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -148,7 +160,16 @@ func startNode(cfg config, name, addr string) (*node, error) {
 		return nil, err
 	}
 	n.backend = be
-	if n.srv, err = primus.New(nil); err != nil {
+	// A registry per node, so that each node's /metrics is its own even
+	// with several nodes in this process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m, err := metrics.New(reg)
+	if err != nil {
+		_ = be.Close()
+		return nil, err
+	}
+	if n.srv, err = primus.New(&primus.Options{Observer: m}); err != nil {
 		_ = be.Close()
 		return nil, err
 	}
@@ -164,6 +185,8 @@ func startNode(cfg config, name, addr string) (*node, error) {
 	}
 	r := rooms.New(n.srv, &rooms.Options{Relay: n.c})
 	newChat(name, n.srv, n.c, r)
+	m.AddCluster(n.c)
+	m.AddRooms(r)
 
 	mux := http.NewServeMux()
 	mux.Handle("/primus", n.srv)
@@ -172,6 +195,16 @@ func startNode(cfg config, name, addr string) (*node, error) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(chatpage.HTML)
 	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.password != "" {
+		pub, err := publish.New(publish.Options{Server: n.srv, Cluster: n.c, Rooms: r, Authenticate: publish.BasicAuth("omega", cfg.password)})
+		if err != nil {
+			_ = n.c.Close(context.Background())
+			_ = be.Close()
+			return nil, err
+		}
+		mux.Handle(publish.DefaultPath, pub)
+	}
 	if n.ln, err = net.Listen("tcp", addr); err != nil {
 		_ = n.c.Close(context.Background())
 		_ = be.Close()

@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,7 +78,7 @@ func TestChatAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, config{addr: "127.0.0.1:0", nodes: 3}, pw)
+		done <- run(ctx, config{addr: "127.0.0.1:0", nodes: 3, password: "pw"}, pw)
 		_ = pw.Close()
 	}()
 	urls := map[string]string{}
@@ -159,6 +161,49 @@ func TestChatAcrossNodes(t *testing.T) {
 	// event after his welcome is the answer to his own message.
 	_ = cid.c.Write(event{Type: "say", Text: "anyone?"})
 	if ev := cid.next(t, "message"); ev.Text != "anyone?" {
+		t.Errorf("Cid got %+v", ev)
+	}
+
+	// The publish endpoint of node 3 reaches Ann's room on node 1, and Cid
+	// hears nothing of it.
+	req, err := http.NewRequest(http.MethodPut, urls["node 3"]+"primus/omega/supreme",
+		strings.NewReader(`{"msg": {"type": "message", "name": "ops", "text": "maintenance at 6"}, "rooms": "gophers"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("omega", "pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"ok":true`) {
+		t.Fatalf("publish: %d %s", resp.StatusCode, body)
+	}
+	if ev := ann.next(t, "message"); ev.Name != "ops" || ev.Text != "maintenance at 6" {
+		t.Errorf("Ann got %+v", ev)
+	}
+
+	// Each node serves its own metrics.
+	resp, err = http.Get(urls["node 1"] + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`primus_connections{transformer="websockets"} 1`,
+		`primus_cluster_broker_up{node=`,
+		`primus_rooms 1`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("node 1's /metrics has no %s", want)
+		}
+	}
+	_ = cid.c.Write(event{Type: "say", Text: "still alone"})
+	if ev := cid.next(t, "message"); ev.Text != "still alone" {
 		t.Errorf("Cid got %+v", ev)
 	}
 }

@@ -37,7 +37,12 @@ func New() *Transformer { return &Transformer{} }
 var (
 	_ transport.Transformer = (*Transformer)(nil)
 	_ transport.Dialer      = (*Transformer)(nil)
+	_ transport.Opener      = (*Transformer)(nil)
 )
+
+// Opens reports whether r is a WebSocket upgrade: every one opens a
+// connection.
+func (*Transformer) Opens(r *http.Request) bool { return isUpgrade(r) }
 
 // Name returns "websockets", Primus's name for this transformer.
 func (*Transformer) Name() string { return "websockets" }
