@@ -17,6 +17,6 @@ import (
 func engineioFlavours() []flavour {
 	tr := engineio.New(&engineio.Options{WriteTimeout: 2 * time.Second})
 	return []flavour{
-		{name: "engineio-json", transformer: tr, dialer: tr, parser: parser.JSON},
+		{name: "engineio-json", transformer: tr, dialer: tr, parser: parser.JSON, statusRefusals: true},
 	}
 }

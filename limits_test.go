@@ -83,11 +83,11 @@ func (h *harness) rawDialFrom(t *testing.T, ip, path string) (*ws.Conn, *http.Re
 
 // refusedOrClosed checks how a connection over a connection limit from ip
 // is refused: before the upgrade with status and Retry-After for
-// transformers that tell (WebSocket), or closed with code once open
-// (SockJS, on its raw WebSocket endpoint).
+// transformers that tell (WebSocket, Engine.IO), or closed with code once
+// open (SockJS, on its raw WebSocket endpoint).
 func refusedOrClosed(t *testing.T, h *harness, ip string, status int, code ws.StatusCode, text string) {
 	t.Helper()
-	if h.fl.rawWebSocket {
+	if h.fl.statusRefusals {
 		_, err := h.dialFrom(t, ip)
 		if err == nil {
 			t.Fatal("a connection over the limit was accepted")

@@ -44,6 +44,10 @@ type flavour struct {
 	// the tests that need a misbehaving peer use one and are skipped
 	// otherwise.
 	rawWebSocket bool
+	// statusRefusals says that a handshake the server refuses (limits,
+	// Authorize) fails with the HTTP status, as a *transport.HandshakeError
+	// from the dialer (WebSocket, Engine.IO); SockJS opens, then closes.
+	statusRefusals bool
 	// handshakeRequests is how many HTTP requests under the pathname one
 	// connection makes (SockJS: /info, then the transport); 0 means 1.
 	handshakeRequests int
@@ -52,8 +56,8 @@ type flavour struct {
 func flavours() []flavour {
 	wst := websocket.New()
 	return append([]flavour{
-		{name: "websocket-json", transformer: wst, dialer: wst, parser: parser.JSON, rawWebSocket: true},
-		{name: "websocket-cbor", transformer: wst, dialer: wst, parser: parser.CBOR, rawWebSocket: true},
+		{name: "websocket-json", transformer: wst, dialer: wst, parser: parser.JSON, rawWebSocket: true, statusRefusals: true},
+		{name: "websocket-cbor", transformer: wst, dialer: wst, parser: parser.CBOR, rawWebSocket: true, statusRefusals: true},
 	}, append(sockjsFlavours(), engineioFlavours()...)...)
 }
 

@@ -2,6 +2,7 @@ package engineio
 
 import (
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/go-primus/primus/transport"
@@ -125,9 +126,19 @@ func New(opts *Options) *Transformer {
 	return &Transformer{opts: o}
 }
 
+// Opens reports whether r is an Engine.IO handshake (a request without a
+// sid, over polling or WebSocket): the core applies its connection limits
+// to it before authorization, and a refusal reaches the client as an HTTP
+// status with Retry-After (transport.Opener).
+func (*Transformer) Opens(r *http.Request) bool {
+	q := r.URL.Query()
+	return r.Method == http.MethodGet && q.Get("sid") == "" && q.Get("EIO") != ""
+}
+
 var (
 	_ transport.Transformer = (*Transformer)(nil)
 	_ transport.Dialer      = (*Transformer)(nil)
+	_ transport.Opener      = (*Transformer)(nil)
 )
 
 // Name returns "engine.io", Primus's name for this transformer.
