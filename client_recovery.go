@@ -115,6 +115,13 @@ func (r *clientRecovery) confirm(c *Client, conn transport.Conn) {
 	if r.recv == r.recvAckd {
 		return
 	}
+	r.sendAck(c, conn)
+}
+
+// sendAck tells the server how many data messages arrived. Sent at once
+// after a greeting too: it shows the server that the client has the new
+// credential, so that the one it used can be forgotten.
+func (r *clientRecovery) sendAck(c *Client, conn transport.Conn) {
 	r.recvAckd = r.recv
 	if b, err := c.parser.Encode(ackPrefix + strconv.FormatUint(r.recv, 10)); err == nil {
 		c.wmu.Lock()
@@ -142,6 +149,7 @@ func (r *clientRecovery) session(c *Client, conn transport.Conn, s string) {
 	if r.lost {
 		c.closeHooks(nil, true) // the loss the plugins had not heard of
 	}
+	r.sendAck(c, conn)
 	if !c.activate(conn, true) {
 		return
 	}
@@ -176,6 +184,7 @@ func (r *clientRecovery) resumed(c *Client, conn transport.Conn, s string) {
 	c.mu.Lock()
 	r.ackLocked(m)
 	c.mu.Unlock()
+	r.sendAck(c, conn)
 	if !c.activate(conn, false) {
 		return
 	}

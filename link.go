@@ -36,6 +36,12 @@ type link struct {
 	// under sp.mu before the connection is closed.
 	lost error
 
+	// oldCreds are, after a resume, the credentials the client held before
+	// it, good until its first frame on this link (recovery.go); the
+	// reading goroutine's once the link runs.
+	oldCreds []string
+	claim    *claim // the hold on the credential this link resumed with
+
 	writeTimer *time.Timer // for transports without write deadlines; the write turn holder's
 	writes     uint32      // writes, for sampling their durations (observe.go); the write turn holder's
 }

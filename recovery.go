@@ -3,8 +3,10 @@ package primus
 import (
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,7 +36,11 @@ import (
 //	server "primus::resumed::M::C"           resumed; the server has received M data messages; C is the next credential
 //	both   "primus::ack::N"                  N data messages received so far
 //
-// A credential is 130 random bits, used once: each resume issues the next.
+// A credential is 130 random bits, good for one resume at a time: each
+// resume issues the next, and the one it used stays good only until the
+// client shows (by sending anything on the new connection) that it has the
+// next one — so a client whose new connection dies before the greeting
+// reached it can still come back with the credential it holds.
 
 // Recovery configures resumable connections (Options.Recovery). The zero
 // value of every field means its documented default.
@@ -124,8 +130,9 @@ func resumable(reason error) bool {
 // sparkRecovery is a resumable spark's state; guarded by the spark's mu
 // unless said otherwise.
 type sparkRecovery struct {
-	cfg  *Recovery
-	cred string // the credential that resumes the spark now
+	cfg   *Recovery
+	cred  string   // the credential the client was last given
+	creds []string // every credential that still resumes the spark, cred among them
 
 	seq           uint64     // the last data frame's number
 	written       uint64     // the last data frame written
@@ -205,9 +212,29 @@ func newCredential() string { return rand.Text() }
 // window, so that a late client learns the reason).
 type credEntry struct {
 	sp      *Spark
+	holder  *claim // the connection resuming with it, until it settles
 	reason  string
 	expires time.Time
 }
+
+// claim is one connection's hold on a credential: settled once the client
+// has spoken on the connection (it has the next credential) or the
+// connection has ended.
+type claim struct {
+	once    sync.Once
+	settled chan struct{}
+}
+
+func newClaim() *claim { return &claim{settled: make(chan struct{})} }
+
+func (c *claim) settle() { c.once.Do(func() { close(c.settled) }) }
+
+// claimWait is how long a connection that resumes with a credential held by
+// another one that has not settled waits for it: a client says something at
+// once on a resumed connection, so one that stays silent this long is gone
+// (its network died before the greeting reached it), and the newcomer takes
+// over.
+const claimWait = time.Second
 
 // issueCredential registers a new credential for sp.
 func (s *Server) issueCredential(sp *Spark) string {
@@ -218,31 +245,67 @@ func (s *Server) issueCredential(sp *Spark) string {
 	return c
 }
 
-// claim takes a credential: the spark it resumes, or why there is none. A
-// credential is good for one claim.
-func (s *Server) claim(cred string) (*Spark, string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e := s.creds[cred]
-	if e == nil {
-		return nil, dropUnknown
+// claim takes a credential for a connection: the spark it resumes and the
+// connection's hold on it, or why there is none. A credential held by a
+// connection that has not settled is waited for, up to claimWait: if that
+// connection's client speaks, the credential is gone and refused; if it
+// ends, or stays silent, the newcomer takes it.
+func (s *Server) claim(cred string) (*Spark, *claim, string) {
+	var waited *claim
+	for {
+		s.mu.Lock()
+		e := s.creds[cred]
+		switch {
+		case e == nil:
+			s.mu.Unlock()
+			return nil, nil, dropUnknown
+		case e.sp == nil:
+			delete(s.creds, cred)
+			s.mu.Unlock()
+			return nil, nil, e.reason
+		case e.holder == nil || e.holder == waited:
+			c := newClaim()
+			e.holder = c
+			s.mu.Unlock()
+			return e.sp, c, ""
+		case waited != nil:
+			s.mu.Unlock()
+			return nil, nil, dropUnknown // another connection got it meanwhile
+		}
+		waited = e.holder
+		s.mu.Unlock()
+		t := time.NewTimer(claimWait)
+		select {
+		case <-waited.settled:
+		case <-t.C:
+		}
+		t.Stop()
 	}
-	delete(s.creds, cred)
-	if e.sp == nil {
-		return nil, e.reason
-	}
-	return e.sp, ""
 }
 
-// retire replaces a spark's credential by a tombstone with its end's reason.
-func (s *Server) retire(cred, reason string) {
-	if cred == "" {
+// unclaim makes credentials good again.
+func (s *Server) unclaim(creds []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range creds {
+		if e := s.creds[c]; e != nil && e.sp != nil {
+			e.holder = nil
+		}
+	}
+}
+
+// retire replaces a spark's credentials by tombstones with its end's
+// reason.
+func (s *Server) retire(creds []string, reason string) {
+	if len(creds) == 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.creds[cred]; ok {
-		s.creds[cred] = &credEntry{reason: reason, expires: time.Now().Add(s.recovery.Window)}
+	for _, c := range creds {
+		if _, ok := s.creds[c]; ok {
+			s.creds[c] = &credEntry{reason: reason, expires: time.Now().Add(s.recovery.Window)}
+		}
 	}
 }
 
@@ -264,14 +327,26 @@ func (s *Server) purgeTombstones(now time.Time) {
 func (sp *Spark) offerRecovery(failure string) {
 	sp.rec = &sparkRecovery{cfg: sp.srv.recovery}
 	sp.rec.cred = sp.srv.issueCredential(sp)
+	sp.rec.creds = []string{sp.rec.cred}
 	sp.writeControl(sessionPrefix + sp.rec.cred + "::" + failure)
 }
 
 // resume gives a resumable spark the link l of its returning client, which
-// has received n data messages. It returns "" on success, or why the spark
-// cannot be resumed. When sp still has a link (the server has not noticed
-// the old connection is gone), the new one takes over.
-func (sp *Spark) resume(l *link, n uint64) string {
+// has received n data messages and claimed the credential used. It returns
+// "" on success, or why the spark cannot be resumed (the claim is then
+// given up). When sp still has a link (the server has not noticed the old
+// connection is gone), the new one takes over.
+func (sp *Spark) resume(l *link, n uint64, used string, c *claim) string {
+	l.claim = c
+	why := sp.resumeLink(l, n)
+	if why != "" {
+		sp.srv.unclaim([]string{used})
+		c.settle()
+	}
+	return why
+}
+
+func (sp *Spark) resumeLink(l *link, n uint64) string {
 	cred := sp.srv.issueCredential(sp)
 	sp.mu.Lock()
 	if old := sp.link.Load(); old != nil && sp.state == stateOpen {
@@ -316,20 +391,24 @@ func (sp *Spark) resume(l *link, n uint64) string {
 	}
 	// The messages to write again: those the client has not received, in
 	// order, retained ones first.
+	// Each frame once, by its number, whichever list it is in.
 	var replay []outFrame
-	for _, f := range r.retained {
-		if f.seq > n {
-			replay = append(replay, f)
-		}
-	}
-	for _, f := range sp.queue {
-		if !f.ctl && f.seq > n {
-			replay = append(replay, f)
+	last := n
+	for _, list := range [][]outFrame{r.retained, sp.queue} {
+		for _, f := range list {
+			if !f.ctl && f.seq > last {
+				replay = append(replay, f)
+				last = f.seq
+			}
 		}
 	}
 	r.retained, r.retainedBytes = nil, 0
 	r.acked, r.written = n, n
+	// The credentials the client may still hold stay good until it shows
+	// it has the next one (confirmCreds), or this link fails (unclaimed).
+	l.oldCreds = r.creds
 	r.cred = cred
+	r.creds = append(append([]string(nil), r.creds...), cred)
 	hello, _ := sp.srv.parser.Encode(resumedPrefix + strconv.FormatUint(r.recv.Load(), 10) + "::" + cred)
 	r.recvAckd.Store(r.recv.Load())
 	sp.queue = append([]outFrame{{data: hello, ctl: true}}, replay...)
@@ -465,4 +544,27 @@ func (sp *Spark) resumed() {
 	for _, f := range sp.onResume.Get() {
 		f()
 	}
+}
+
+// confirmCreds forgets the credentials a client held before its last
+// resume: it has sent something on the new connection, so it has the new
+// one. The reading goroutine's, on the link's first frame.
+func (sp *Spark) confirmCreds(l *link) {
+	old := l.oldCreds
+	l.oldCreds = nil
+	sp.mu.Lock()
+	keep := sp.rec.creds[:0:0]
+	for _, c := range sp.rec.creds {
+		if !slices.Contains(old, c) {
+			keep = append(keep, c)
+		}
+	}
+	sp.rec.creds = keep
+	sp.mu.Unlock()
+	sp.srv.mu.Lock()
+	for _, c := range old {
+		delete(sp.srv.creds, c)
+	}
+	sp.srv.mu.Unlock()
+	l.claim.settle()
 }

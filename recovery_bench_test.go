@@ -111,7 +111,6 @@ func (rb *recoveryBench) wait(want int64) {
 	}
 }
 
-
 func onOff(b *testing.B, f func(b *testing.B, recovery bool)) {
 	b.Run("off", func(b *testing.B) { f(b, false) })
 	b.Run("on", func(b *testing.B) { f(b, true) })

@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/internal/tcpproxy"
+	"github.com/go-primus/primus/parser"
 	"github.com/go-primus/primus/rooms"
 	"github.com/go-primus/primus/transport"
 )
@@ -64,6 +65,11 @@ func startRecoveryServerOn(t *testing.T, fl flavour, rec *primus.Recovery, opts 
 		_ = rs.rooms.Join(sp, "r")
 		sp.OnResume(func() { rs.resumes.Add(1) })
 		sp.OnEnd(func(r error) { rs.ends <- r })
+		sp.OnError(func(err error) {
+			if errors.Is(err, parser.ErrDecode) {
+				t.Errorf("spark %s: %v", sp.ID(), err) // the client sent something broken
+			}
+		})
 		sp.OnData(func(m *primus.Message) {
 			var v struct{ N int }
 			if err := m.Decode(&v); err == nil && v.N > 0 {
@@ -94,7 +100,10 @@ func TestRecoveryExactlyOnceInOrder(t *testing.T) {
 
 func testRecoveryExactlyOnceInOrder(t *testing.T, fl flavour) {
 	const total = 10_000
-	rs := startRecoveryServerOn(t, fl, &primus.Recovery{Window: time.Minute}, nil)
+	// Bounds far above what a cut can pile up, even on a loaded machine:
+	// this test is about exactly once and in order (the bounds have tests
+	// of their own).
+	rs := startRecoveryServerOn(t, fl, &primus.Recovery{Window: time.Minute, MaxMessages: 1 << 20, MaxBytes: 256 << 20}, nil)
 	proxy := tcpproxy.New(t, rs.ts.Listener.Addr().String())
 
 	// What the client receives, per source.
@@ -105,7 +114,12 @@ func testRecoveryExactlyOnceInOrder(t *testing.T, fl flavour) {
 	resumed := make(chan primus.ResumeEvent, 1000)
 	c := rs.dial(t, "", &primus.ClientOptions{
 		Reconnect: primus.Backoff{Min: 5 * time.Millisecond, Max: 20 * time.Millisecond, Retries: 1000},
-		OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
+		OnResume: func(ev primus.ResumeEvent) {
+			if !ev.Recovered {
+				t.Logf("a reconnection did not recover: %v", ev.Reason)
+			}
+			resumed <- ev
+		},
 		OnData: func(m *primus.Message) {
 			var v numbered
 			if err := m.Decode(&v); err != nil || v.S == "" {
@@ -430,6 +444,11 @@ func TestResumeCredential(t *testing.T) {
 			b, _ := rawRead(c)
 			var s string
 			_ = wsJSON.parser.Decode(b, &s)
+			if strings.HasPrefix(s, "primus::resumed::") {
+				// As a client does: it speaks at once, which shows the
+				// server it has the next credential.
+				_ = c.Write(ctx, ws.MessageText, []byte(`"primus::ack::0"`))
+			}
 			results <- result{c, s}
 		}()
 	}
@@ -462,6 +481,77 @@ func TestResumeCredential(t *testing.T) {
 	}
 	if n := rs.connections.Load(); n != 5 {
 		t.Errorf("%d sparks made, want 5 (the first, the refused twin, three refused)", n)
+	}
+}
+
+// TestResumeGreetingLost: a resume whose connection dies before its client
+// says anything (the greeting with the next credential may be lost with
+// it) leaves the credential the client used good: it resumes again. Once
+// the client has spoken on a resumed connection, that credential is gone.
+func TestResumeGreetingLost(t *testing.T) {
+	t.Parallel()
+	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	wsURL := "ws" + strings.TrimPrefix(rs.url, "http")
+	dial := func(query string) (*ws.Conn, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		defer cancel()
+		c, _, err := ws.Dial(ctx, wsURL+"?"+query, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.CloseNow() })
+		b, err := rawRead(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g string
+		if err := wsJSON.parser.Decode(b, &g); err != nil {
+			t.Fatalf("greeting %q: %v", b, err)
+		}
+		return c, g
+	}
+	resume := func(cred string) string {
+		return url.Values{"_primus_recover": {"1"}, "_primus_resume": {cred}, "_primus_received": {"0"}}.Encode()
+	}
+	c, g := dial("_primus_recover=1")
+	first, _, _ := strings.Cut(strings.TrimPrefix(g, "primus::session::"), "::")
+	waitFor(t, rs.sparks, "the spark")
+	_ = c.CloseNow() // dropped, or taken over by the resume below
+
+	// Resumed, but the connection dies before the client says anything.
+	c, g = dial(resume(first))
+	if !strings.HasPrefix(g, "primus::resumed::") {
+		t.Fatalf("greeting %q, want resumed", g)
+	}
+	_ = c.CloseNow()
+	// The client comes back with the same credential: still good.
+	var again string
+	eventually(t, "a resume with the credential used before", func() bool {
+		c, again = dial(resume(first))
+		if !strings.HasPrefix(again, "primus::resumed::") {
+			_ = c.CloseNow()
+			return false
+		}
+		return true
+	})
+	// This time it speaks: the old credential is forgotten, the new one
+	// resumes.
+	rs.rawWrite(t, c, "primus::ack::0")
+	rs.rawWrite(t, c, map[string]int{"n": 1})
+	if got := waitFor(t, rs.received, "the message"); got != 1 {
+		t.Fatalf("server got %d", got)
+	}
+	next := strings.SplitN(strings.TrimPrefix(again, "primus::resumed::"), "::", 2)[1]
+	_ = c.CloseNow()
+	if _, g := dial(resume(first)); !strings.HasSuffix(g, "::unknown") {
+		t.Errorf("the credential used before the client spoke still resumes: %q", g)
+	}
+	if _, g := dial(resume(next)); !strings.HasPrefix(g, "primus::resumed::") {
+		t.Errorf("the new credential does not resume: %q", g)
+	}
+	if n := rs.connections.Load(); n != 2 {
+		t.Errorf("%d sparks made, want 2 (the first, and the refused replay)", n)
 	}
 }
 

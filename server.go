@@ -363,10 +363,10 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 	var failure string // why the resume the client asked for failed
 	if cred := q.Get(paramResume); recoverable && cred != "" {
 		n, _ := strconv.ParseUint(q.Get(paramReceived), 10, 64)
-		sp, why := s.claim(cred)
+		sp, hold, why := s.claim(cred)
 		if sp != nil {
 			l := newLink(sp, c)
-			if why = sp.resume(l, n); why == "" {
+			if why = sp.resume(l, n, cred, hold); why == "" {
 				l.run(sp.resumed)
 				return
 			}

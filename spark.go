@@ -168,6 +168,9 @@ func (sp *Spark) handle(l *link, typ transport.MessageType, data []byte) {
 	if l.dead.Load() {
 		return // lost or closing: what is still read is the peer's, not the application's
 	}
+	if l.oldCreds != nil {
+		sp.confirmCreds(l) // the client has its new credential
+	}
 	if !sp.received(len(data)) {
 		return // over its rate: closing
 	}
@@ -375,6 +378,12 @@ func (sp *Spark) HandlePanic(v any, stack []byte) {
 // spark whose connection was lost is dropped and waits for its client; any
 // other one ends.
 func (sp *Spark) linkEnded(l *link, readErr error) {
+	if l.oldCreds != nil {
+		// The client may not have had the greeting of this resume: the
+		// credentials it held are good again.
+		sp.srv.unclaim(l.oldCreds)
+		l.claim.settle()
+	}
 	sp.mu.Lock()
 	if sp.link.Load() != l {
 		// Replaced by a resume, or already done with.
@@ -456,15 +465,15 @@ func (sp *Spark) finish(reason error, wire string) {
 	if sp.cancel != nil {
 		sp.cancel()
 	}
-	var cred string
+	var creds []string
 	if sp.rec != nil {
-		cred = sp.rec.cred
+		creds = sp.rec.creds
 	}
 	sp.mu.Unlock()
 	sp.srv.remove(sp)
 	sp.releaseSpark()
 	sp.observeClosed(reason)
-	sp.srv.retire(cred, wire)
+	sp.srv.retire(creds, wire)
 	if reason != nil {
 		sp.reportError(reason)
 	}

@@ -309,7 +309,11 @@ func (sp *Spark) writeLoop() {
 		sp.queue, sp.spare = sp.spare[:0], nil
 		sp.mu.Unlock()
 		for i := range batch {
-			if !sp.writeFrame(l, batch[i]) {
+			goOn, written := sp.writeFrame(l, batch[i])
+			if !goOn {
+				if written {
+					i++ // retained already: not to be written again
+				}
 				sp.mu.Lock()
 				sp.putBackLocked(batch[i:], l)
 				sp.mu.Unlock()
@@ -329,9 +333,9 @@ func (sp *Spark) writeLoop() {
 }
 
 // writeFrame writes one frame to l from the writer goroutine, bounded by
-// WriteTimeout, and reports whether the writer goes on. When it returns
-// false, the frame was not written (or l is no longer the spark's).
-func (sp *Spark) writeFrame(l *link, f outFrame) bool {
+// WriteTimeout, and reports whether the writer goes on, and whether the
+// frame was written.
+func (sp *Spark) writeFrame(l *link, f outFrame) (goOn, written bool) {
 	var err error
 	t0 := sp.startWrite(l)
 	if f.data == nil {
@@ -362,13 +366,13 @@ func (sp *Spark) writeFrame(l *link, f outFrame) bool {
 	sp.mu.Unlock()
 	if err != nil {
 		sp.writeFailed(l, err)
-		return false
+		return false, false
 	}
 	if f.data != nil {
 		sp.wrote(t0, len(f.data))
 	}
 	if !current {
-		return false
+		return false, true
 	}
 	if f.end {
 		// Close with a handshake (bounded by the transport); the read loop
@@ -379,9 +383,9 @@ func (sp *Spark) writeFrame(l *link, f outFrame) bool {
 		}
 		_ = l.conn.Close(code, text)
 		_ = l.conn.CloseNow()
-		return false
+		return false, true
 	}
-	return true
+	return true, true
 }
 
 // writeFailed cuts link l after a failed write: a write deadline that

@@ -833,6 +833,7 @@ class Primus extends EventEmitter {
       rs.cred = second;
       this.acknowledged(+first);
       this.recovered = this.resumed = true;
+      this.ackGreeting();
       this._established(rs.unacked.slice(), { recovered: true });
       return;
     }
@@ -843,7 +844,17 @@ class Primus extends EventEmitter {
     rs.acked = 0;
     this.recovered = false;
     this.resumed = false;
+    this.ackGreeting();
     this._established(null, resuming ? { recovered: false, reason: second || 'unknown' } : null);
+  }
+
+  // ackGreeting queues, first, an ack of what was received: it shows the
+  // server that we have the credential the greeting carried, so that the
+  // one we used can be forgotten.
+  ackGreeting() {
+    const rs = this.rs;
+    rs.recvAckd = rs.recv;
+    this.buffer.unshift(['primus::ack::' + rs.recv, true]);
   }
 
   // acknowledged forgets the data packets the server has received: n in all.
