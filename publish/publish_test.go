@@ -336,11 +336,24 @@ func TestCluster(t *testing.T) {
 	pub(fmt.Sprintf(`{"msg": "b only", "sparks": [%q]}`, onB.sp.ID()), 0, 1)
 	expect(onB, "b only")
 
+	// Room writes go only to the nodes a node knows to have members: a
+	// learns of b's join before it publishes.
+	joinedB := make(chan struct{}, 1)
+	a.rooms.OnJoin(func(ev rooms.Event) {
+		if ev.Spark == onB.sp.ID() && ev.Room == "news" {
+			joinedB <- struct{}{}
+		}
+	})
 	if err := b.rooms.Join(onB.sp, "news"); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.rooms.Join(onA.sp, "news"); err != nil {
 		t.Fatal(err)
+	}
+	select {
+	case <-joinedB:
+	case <-time.After(waitTimeout):
+		t.Fatal("node a never heard of b's member of the room")
 	}
 	pub(`{"msg": "news", "rooms": ["news"]}`, 1, 0)
 	expect(onA, "news")
