@@ -28,6 +28,13 @@ import (
 // Backoff is the reconnect policy, Primus's by default: attempt 1 waits Min,
 // attempt n waits a random time in [Min·Factor^(n-1), 2·Min·Factor^(n-1)),
 // capped at Max.
+//
+// A reconnect attempt the server refuses for now — 429 Too Many Requests,
+// or 502, 503 or 504 (a full server, a restarting one behind a proxy) —
+// counts as a failed attempt, and the next waits at least the refusal's
+// Retry-After (at most maxRetryAfter, 5 minutes). Any other refusal (401,
+// 403, …: Authorize said no) ends the client with the
+// *transport.HandshakeError.
 type Backoff struct {
 	// Min is the first wait. Zero value means 500 ms.
 	Min time.Duration
@@ -570,6 +577,7 @@ func (c *Client) resetPingTimerLocked(conn transport.Conn) {
 // reconnect waits and dials with back-off; it returns the new connection, or
 // nil when the client has ended.
 func (c *Client) reconnect(cause error) transport.Conn {
+	var floor time.Duration // the last refusal's Retry-After
 	for attempt := 1; attempt <= c.backoff.Retries; attempt++ {
 		wait := c.backoff.Min
 		if attempt > 1 {
@@ -579,6 +587,7 @@ func (c *Client) reconnect(cause error) transport.Conn {
 		if c.backoff.Max > 0 && wait > c.backoff.Max {
 			wait = c.backoff.Max
 		}
+		wait, floor = max(wait, floor), 0
 		if c.opts.OnReconnect != nil {
 			ev := ReconnectEvent{Attempt: attempt, Retries: c.backoff.Retries, Wait: wait, Cause: cause}
 			c.call(func() { c.opts.OnReconnect(ev) })
@@ -598,8 +607,11 @@ func (c *Client) reconnect(cause error) transport.Conn {
 		}
 		var he *transport.HandshakeError
 		if errors.As(err, &he) {
-			c.end(fmt.Errorf("primus: reconnect refused: %w", err))
-			return nil
+			if !refusedForNow(he.StatusCode) {
+				c.end(fmt.Errorf("primus: reconnect refused: %w", err))
+				return nil
+			}
+			floor = retryAfter(he.Header)
 		}
 		select {
 		case <-c.closed:
@@ -611,6 +623,35 @@ func (c *Client) reconnect(cause error) transport.Conn {
 	}
 	c.end(fmt.Errorf("%w: %w", ErrReconnectFailed, cause))
 	return nil
+}
+
+// refusedForNow reports whether a handshake refused with status may succeed
+// later: a limit, a full server, a proxy whose upstream is restarting.
+func refusedForNow(status int) bool {
+	switch status {
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return false
+}
+
+// maxRetryAfter caps the wait a refusal's Retry-After asks for.
+const maxRetryAfter = 5 * time.Minute
+
+// retryAfter is the wait a refusal's Retry-After header asks for, in
+// seconds or as an HTTP date; 0 without one.
+func retryAfter(h http.Header) time.Duration {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.Atoi(v); err == nil {
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = time.Until(t)
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
 
 // handle processes one incoming frame.

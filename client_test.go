@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,6 +269,53 @@ func TestClientRefusedDuringReconnect(t *testing.T) {
 		if n := c.opens.total(); n != 1 {
 			t.Errorf("OnOpen called %d times, want 1", n)
 		}
+	})
+}
+
+// TestClientRetriesWhenRefusedForNow: a reconnect refused with 503 (a full
+// or restarting server) is tried again, no sooner than its Retry-After,
+// and the client comes back; only other refusals are final.
+func TestClientRetriesWhenRefusedForNow(t *testing.T) {
+	t.Parallel()
+	forEachFlavour(t, func(t *testing.T, fl flavour) {
+		if !fl.statusRefusals {
+			t.Skip("SockJS refuses once open: a lost connection, retried as any other")
+		}
+		h := startContractServer(t, fl, nil)
+		c := h.dial(t, "", &primus.ClientOptions{
+			Reconnect: primus.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond, Retries: 5},
+		})
+		c.id()
+		var full atomic.Bool
+		full.Store(true)
+		if err := h.srv.Use("retry-after", func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Retry-After", "1")
+				next.ServeHTTP(w, r)
+			})
+		}); err != nil {
+			t.Fatal(err)
+		}
+		h.srv.Authorize(func(*http.Request) error {
+			if full.Load() {
+				return &primus.HTTPError{Status: http.StatusServiceUnavailable, Message: "full"}
+			}
+			return nil
+		})
+		c.write(map[string]any{"cmd": "drop"})
+		if ev := c.reconnects.next(t, "the first attempt"); ev.Wait >= time.Second {
+			t.Errorf("first attempt after %v, want the backoff's", ev.Wait)
+		}
+		ev := c.reconnects.next(t, "the attempt after the refusal")
+		if ev.Wait < time.Second {
+			t.Errorf("the attempt after a refusal with Retry-After: 1 waits %v", ev.Wait)
+		}
+		if he := handshakeError(t, ev.Cause); he.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("cause %v, want the 503", ev.Cause)
+		}
+		full.Store(false)
+		c.opens.next(t, "the reconnection")
+		c.id()
 	})
 }
 
