@@ -535,8 +535,11 @@ func (c *Client) activate(conn transport.Conn, open bool) bool {
 				}
 			}
 			c.mu.Unlock()
+			// Not open: new writes join the queue behind the ones put
+			// back, instead of going to the dead connection (and, with
+			// recovery, into the unconfirmed ones ahead of them).
 			_ = conn.CloseNow() // the read loop sees it and reconnects
-			break
+			return true
 		}
 	}
 	c.mu.Lock()

@@ -500,3 +500,116 @@ func TestClientCloseFromHandler(t *testing.T) {
 		}
 	})
 }
+
+// TestClientFlushFailureKeepsOrder: when a write of the offline queue fails
+// on a new connection, writes made before the client notices stay behind
+// the ones put back (they once went to the dead connection, and came back
+// ahead of the queue).
+func TestClientFlushFailureKeepsOrder(t *testing.T) {
+	t.Parallel()
+	got := make(chan string, 100)
+	h := startServer(t, wsJSON, nil)
+	h.srv.OnConnection(func(sp *primus.Spark) {
+		sp.OnData(func(m *primus.Message) {
+			var s string
+			if m.Decode(&s) == nil && strings.HasPrefix(s, "m") {
+				got <- s
+			}
+		})
+	})
+	d := &flakyDialer{Dialer: wsJSON.dialer, gate: make(chan struct{})}
+	opens := make(chan struct{}, 10)
+	reconnecting := make(chan struct{}, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, err := primus.Dial(ctx, h.url, &primus.ClientOptions{
+		Dialer:      d,
+		Reconnect:   primus.Backoff{Min: time.Millisecond, Max: time.Millisecond, Retries: 10},
+		OnOpen:      func() { opens <- struct{}{} },
+		OnReconnect: func(primus.ReconnectEvent) { reconnecting <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	waitFor(t, opens, "the first open")
+	// The connection is lost; while the client is offline, three writes
+	// wait in its queue.
+	d.failNext.Store(true) // the next connection fails its first write
+	_ = d.conn.Load().CloseNow()
+	waitFor(t, reconnecting, "the reconnect")
+	for _, s := range []string{"m1", "m2", "m3"} {
+		if err := c.Write(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(d.gate) // the dial goes on: the flush of m1 fails
+	waitFor(t, opens, "the open whose flush failed")
+	// Before the client has noticed (its read is held), one more write.
+	if err := c.Write("m4"); err != nil {
+		t.Fatal(err)
+	}
+	d.held.Load().release()
+	for _, want := range []string{"m1", "m2", "m3", "m4"} {
+		if s := waitFor(t, got, want); s != want {
+			t.Fatalf("got %s, want %s", s, want)
+		}
+	}
+}
+
+// flakyDialer dials through Dialer; after the first connection, a dial
+// waits for gate; when failNext is set, the next connection's first write
+// fails and its Read returns only once released.
+type flakyDialer struct {
+	transport.Dialer
+	gate     chan struct{}
+	dials    atomic.Int32
+	failNext atomic.Bool
+	conn     atomic.Pointer[flakyConn]
+	held     atomic.Pointer[flakyConn]
+}
+
+func (d *flakyDialer) Dial(ctx context.Context, url string, opts transport.DialOptions) (transport.Conn, error) {
+	if d.dials.Add(1) > 1 {
+		select {
+		case <-d.gate:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	c, err := d.Dialer.Dial(ctx, url, opts)
+	if err != nil {
+		return nil, err
+	}
+	fc := &flakyConn{Conn: c, released: make(chan struct{})}
+	if d.failNext.CompareAndSwap(true, false) {
+		fc.fail.Store(true)
+		d.held.Store(fc)
+	}
+	d.conn.Store(fc)
+	return fc, nil
+}
+
+type flakyConn struct {
+	transport.Conn
+	fail     atomic.Bool
+	released chan struct{}
+	once     sync.Once
+}
+
+func (c *flakyConn) release() { c.once.Do(func() { close(c.released) }) }
+
+func (c *flakyConn) Write(ctx context.Context, typ transport.MessageType, b []byte) error {
+	if c.fail.Load() {
+		return errors.New("flaky: write failed")
+	}
+	return c.Conn.Write(ctx, typ, b)
+}
+
+func (c *flakyConn) Read(ctx context.Context) (transport.MessageType, []byte, error) {
+	typ, b, err := c.Conn.Read(ctx)
+	if err != nil && c.fail.Load() {
+		<-c.released // the client notices the loss only now
+	}
+	return typ, b, err
+}
