@@ -507,6 +507,13 @@ func (c *Client) activate(conn transport.Conn, open bool) bool {
 	resend := c.rs.unacked // with recovery: written before, not received
 	queue := c.queue
 	c.queue, c.queued = nil, 0
+	if len(c.idWaiters) > 0 {
+		// An ID asked on a lost connection may never have been answered:
+		// ask again (a second answer finds no one waiting).
+		if b, err := c.parser.Encode(idPrefix); err == nil {
+			queue = append([]outMsg{{b: b, ctl: true}}, queue...)
+		}
+	}
 	c.mu.Unlock()
 	for _, b := range resend {
 		if err := c.writeConn(conn, b); err != nil {

@@ -592,9 +592,11 @@ func (d *flakyDialer) Dial(ctx context.Context, url string, opts transport.DialO
 
 type flakyConn struct {
 	transport.Conn
-	fail     atomic.Bool
-	released chan struct{}
-	once     sync.Once
+	fail      atomic.Bool
+	swallow   atomic.Bool // writes are dropped, as by a dying network
+	swallowed atomic.Int32
+	released  chan struct{}
+	once      sync.Once
 }
 
 func (c *flakyConn) release() { c.once.Do(func() { close(c.released) }) }
@@ -602,6 +604,10 @@ func (c *flakyConn) release() { c.once.Do(func() { close(c.released) }) }
 func (c *flakyConn) Write(ctx context.Context, typ transport.MessageType, b []byte) error {
 	if c.fail.Load() {
 		return errors.New("flaky: write failed")
+	}
+	if c.swallow.Load() {
+		c.swallowed.Add(1)
+		return nil
 	}
 	return c.Conn.Write(ctx, typ, b)
 }
@@ -612,4 +618,42 @@ func (c *flakyConn) Read(ctx context.Context) (transport.MessageType, []byte, er
 		<-c.released // the client notices the loss only now
 	}
 	return typ, b, err
+}
+
+// TestClientIDAcrossReconnect: an ID asked on a connection that is lost
+// before the answer is asked again on the next one.
+func TestClientIDAcrossReconnect(t *testing.T) {
+	t.Parallel()
+	h := startServer(t, wsJSON, nil)
+	d := &flakyDialer{Dialer: wsJSON.dialer, gate: make(chan struct{})}
+	close(d.gate)
+	opens := make(chan struct{}, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, err := primus.Dial(ctx, h.url, &primus.ClientOptions{
+		Dialer:    d,
+		Reconnect: primus.Backoff{Min: time.Millisecond, Max: time.Millisecond, Retries: 10},
+		OnOpen:    func() { opens <- struct{}{} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	waitFor(t, opens, "the first open")
+	first := d.conn.Load()
+	first.swallow.Store(true) // the request is lost with the connection
+	ids := make(chan string, 1)
+	go func() {
+		id, err := c.ID(ctx)
+		if err != nil {
+			t.Errorf("ID: %v", err)
+		}
+		ids <- id
+	}()
+	eventually(t, "the ID request written", func() bool { return first.swallowed.Load() > 0 })
+	_ = first.CloseNow()
+	waitFor(t, opens, "the reconnection")
+	if id := waitFor(t, ids, "the spark id"); id == "" {
+		t.Error("empty spark id")
+	}
 }
