@@ -53,7 +53,8 @@
 //
 // # Outages, and what is lost
 //
-// When the broker is unreachable or restarts:
+// When the broker is unreachable or restarts, with the default pub/sub
+// channels:
 //
 //   - every node keeps delivering its own writes to its own sparks;
 //   - messages for other nodes written meanwhile are lost: each publish
@@ -73,8 +74,19 @@
 //     within Expiry/3, sooner after a failed sync; from then on delivery
 //     across nodes, counts and lookups are whole again.
 //
-// Nothing is replayed: a client that must not miss a message needs an
-// application-level sequence (or a durable stream) of its own.
+// Nothing is replayed then. With durable channels (a DurableBroker: the
+// Durable option of cluster/nats, a JetStream stream, or of cluster/redis,
+// Redis Streams) every message between nodes is one stream entry, each
+// node reads from the last entry it delivered, and a node cut off from the
+// broker catches up when it is back; writes made meanwhile wait in the
+// queue and are published, in order, when it is back, numbered so that
+// the copies a retried publish makes are dropped (Stats.Duplicates). What
+// is still lost is counted: writes that do not fit in the queue
+// (Stats.Dropped), entries the stream trimmed before a node read them
+// (Stats.Gaps), and what the broker itself did not keep across a restart.
+//
+// Resumable connections (primus.Options.Recovery) work on each node; a
+// client that comes back to another node gets a new spark there.
 //
 // # Registry
 //
