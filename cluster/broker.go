@@ -1,6 +1,9 @@
 package cluster
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Broker carries messages between the nodes of a cluster: publish/subscribe
 // on named channels. Delivery is at most once: a message published while the
@@ -76,4 +79,15 @@ type DurableBroker interface {
 	// trimmed messages it had not read yet (a node cut off longer than the
 	// stream keeps messages): those messages are lost for it.
 	Gaps() uint64
+}
+
+// LagReporter is a DurableBroker that tells how far behind the stream this
+// node's reading is (both backends are).
+type LagReporter interface {
+	// Lag is the age of the entry this node delivered last: how long
+	// before its delivery it was added to the stream, by the broker's
+	// clock (as the backend stamps entries). While a node catches up on
+	// what it missed, that is how far behind it is; otherwise it is the
+	// delivery latency between nodes. Zero before the first entry.
+	Lag() time.Duration
 }

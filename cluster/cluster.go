@@ -683,6 +683,12 @@ type Stats struct {
 	// Gaps counts, with a durable broker, the times this node found that
 	// the stream had trimmed messages it had not read (DurableBroker.Gaps).
 	Gaps uint64
+	// Durable tells that the broker's channels are durable streams
+	// (DurableBroker); Duplicates, Gaps and Lag are about them.
+	Durable bool
+	// Lag is, with a durable broker, how far behind the stream this node's
+	// reading is (LagReporter): the age of the last entry it delivered.
+	Lag time.Duration
 	// QueueBytes is what waits to be published now (bounded by
 	// Options.QueueBytes).
 	QueueBytes int64
@@ -704,7 +710,11 @@ func (c *Cluster) Stats() Stats {
 		BrokerUp:   !c.rep.down("broker connection", "publish"),
 	}
 	if c.durable != nil {
+		st.Durable = true
 		st.Gaps = c.durable.Gaps()
+		if lr, ok := c.durable.(LagReporter); ok {
+			st.Lag = lr.Lag()
+		}
 	}
 	return st
 }

@@ -82,6 +82,7 @@ type puller struct {
 
 	roomCount, roomMembers, roomMemberships                     *prometheus.Desc
 	published, received, dropped, unknown, malformed, queue, up *prometheus.Desc
+	duplicates, gaps, lag                                       *prometheus.Desc
 	acksPending, ackTimeouts                                    *prometheus.Desc
 	channels, streams                                           *prometheus.Desc
 }
@@ -99,6 +100,9 @@ func newPuller() *puller {
 		malformed:       prometheus.NewDesc("primus_cluster_malformed_total", "Messages from the broker that were not the cluster's.", node, nil),
 		queue:           prometheus.NewDesc("primus_cluster_queue_bytes", "Bytes waiting to be published to the other nodes.", node, nil),
 		up:              prometheus.NewDesc("primus_cluster_broker_up", "1 while the broker is reachable and takes messages, 0 otherwise.", node, nil),
+		duplicates:      prometheus.NewDesc("primus_cluster_duplicates_total", "With durable channels: copies of messages a retried publish made, dropped on arrival.", node, nil),
+		gaps:            prometheus.NewDesc("primus_cluster_gaps_total", "With durable channels: times the stream had trimmed messages this node had not read (lost for it).", node, nil),
+		lag:             prometheus.NewDesc("primus_cluster_catchup_lag_seconds", "With durable channels: the age of the stream entry this node delivered last (how far behind it reads).", node, nil),
 		acksPending:     prometheus.NewDesc("primus_emitter_acks_pending", "Emitter acknowledgements waited for now.", nil, nil),
 		ackTimeouts:     prometheus.NewDesc("primus_emitter_ack_timeouts_total", "Emitter acknowledgements that timed out.", nil, nil),
 		channels:        prometheus.NewDesc("primus_multiplex_channels", "Multiplex channels open on every connection.", nil, nil),
@@ -117,6 +121,7 @@ func (p *puller) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		p.roomCount, p.roomMembers, p.roomMemberships,
 		p.published, p.received, p.dropped, p.unknown, p.malformed, p.queue, p.up,
+		p.duplicates, p.gaps, p.lag,
 		p.acksPending, p.ackTimeouts, p.channels, p.streams,
 	} {
 		ch <- d
@@ -161,6 +166,11 @@ func (p *puller) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(p.up, up, id)
+		if st.Durable {
+			counter(p.duplicates, st.Duplicates, id)
+			counter(p.gaps, st.Gaps, id)
+			gauge(p.lag, st.Lag.Seconds(), id)
+		}
 	}
 	if len(ems) > 0 {
 		var st emitter.Stats

@@ -71,6 +71,19 @@ func TestPluginsAndRooms(t *testing.T) {
 
 func TestCluster(t *testing.T) {
 	t.Parallel()
+	for _, durable := range []bool{false, true} {
+		name := "pubsub"
+		if durable {
+			name = "durable"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testCluster(t, durable)
+		})
+	}
+}
+
+func testCluster(t *testing.T, durable bool) {
 	url := natstest.Start(t)
 	type node struct {
 		e *env
@@ -79,7 +92,11 @@ func TestCluster(t *testing.T) {
 	var nodes []node
 	for _, id := range []string{"a", "b"} {
 		e := start(t, nil)
-		b, err := nats.Connect(url, &nats.Options{Namespace: "metrics"})
+		opts := &nats.Options{Namespace: "metrics"}
+		if durable {
+			opts.Durable = &nats.Durability{Memory: true}
+		}
+		b, err := nats.Connect(url, opts)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,6 +117,11 @@ func TestCluster(t *testing.T) {
 	recv(t, nodes[1].e.conns, "the spark on b")
 	expect(t, nodes[0].e.reg, 1, "primus_cluster_broker_up", "node", "a")
 	expect(t, nodes[0].e.reg, 0, "primus_cluster_published_total", "node", "a")
+	lag := -1.0 // absent without durable channels
+	if durable {
+		lag = 0 // nothing delivered yet
+	}
+	expect(t, nodes[1].e.reg, lag, "primus_cluster_catchup_lag_seconds", "node", "b")
 
 	if err := nodes[0].c.Write("hello"); err != nil {
 		t.Fatal(err)
@@ -114,4 +136,17 @@ func TestCluster(t *testing.T) {
 	expect(t, nodes[0].e.reg, 1, "primus_cluster_published_total", "node", "a")
 	expect(t, nodes[0].e.reg, 0, "primus_cluster_dropped_total", "node", "a")
 	expect(t, nodes[0].e.reg, 0, "primus_cluster_queue_bytes", "node", "a")
+	if !durable {
+		for _, name := range []string{"primus_cluster_duplicates_total", "primus_cluster_gaps_total", "primus_cluster_catchup_lag_seconds"} {
+			expect(t, nodes[1].e.reg, -1, name, "node", "b")
+		}
+		return
+	}
+	// The broadcast was a stream entry: b read it some time after it was
+	// stored.
+	if v := value(t, nodes[1].e.reg, "primus_cluster_catchup_lag_seconds", "node", "b"); v <= 0 {
+		t.Errorf("primus_cluster_catchup_lag_seconds = %v after a delivery, want > 0", v)
+	}
+	expect(t, nodes[1].e.reg, 0, "primus_cluster_duplicates_total", "node", "b")
+	expect(t, nodes[1].e.reg, 0, "primus_cluster_gaps_total", "node", "b")
 }

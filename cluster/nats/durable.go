@@ -60,11 +60,13 @@ type durable struct {
 	subs   []*durableSub
 
 	gaps atomic.Uint64
+	lag  atomic.Int64 // the age of the entry delivered last, in nanoseconds
 }
 
 var (
 	_ cluster.DurableBroker  = (*Backend)(nil)
 	_ cluster.BatchPublisher = (*Backend)(nil)
+	_ cluster.LagReporter    = (*Backend)(nil)
 )
 
 func newDurable(b *Backend, cfg Durability) *durable {
@@ -75,6 +77,15 @@ func newDurable(b *Backend, cfg Durability) *durable {
 		cfg.MaxBytes = defaultDurableMaxBytes
 	}
 	return &durable{b: b, cfg: cfg, name: b.ns + "-log"}
+}
+
+// Lag is the age of the stream entry delivered last (cluster.LagReporter),
+// from the time JetStream stored it.
+func (b *Backend) Lag() time.Duration {
+	if b.dur == nil {
+		return 0
+	}
+	return time.Duration(b.dur.lag.Load())
 }
 
 // Durable reports whether the channels are a durable stream.
@@ -301,6 +312,7 @@ func (s *durableSub) deliver(m jetstream.Msg) {
 		s.d.gaps.Add(1)
 		s.d.b.log.Warn("nats: the stream trimmed messages this node had not read", "channel", s.channel, "after", last, "next", md.Sequence.Stream)
 	}
+	s.d.lag.Store(int64(max(time.Since(md.Timestamp), 0)))
 	s.f(m.Data())
 }
 

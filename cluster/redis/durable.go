@@ -47,9 +47,34 @@ type durable struct {
 	subs   map[*durableSub]struct{}
 
 	gaps atomic.Uint64
+	lag  atomic.Int64 // the age of the entry delivered last, in nanoseconds
 }
 
-var _ cluster.DurableBroker = (*Backend)(nil)
+var (
+	_ cluster.DurableBroker = (*Backend)(nil)
+	_ cluster.LagReporter   = (*Backend)(nil)
+)
+
+// Lag is the age of the stream entry delivered last (cluster.LagReporter),
+// from the time in its id (XADD stamps ids with Redis's clock, in
+// milliseconds).
+func (b *Backend) Lag() time.Duration {
+	if b.dur == nil {
+		return 0
+	}
+	return time.Duration(b.dur.lag.Load())
+}
+
+// entryAge is how long ago the stream entry with the id (milliseconds-seq)
+// was added.
+func entryAge(id string) (time.Duration, bool) {
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return max(time.Since(time.UnixMilli(n)), 0), true
+}
 
 func newDurable(b *Backend, cfg Durability) *durable {
 	if cfg.MaxLen <= 0 {
@@ -213,6 +238,9 @@ func (s *durableSub) read() {
 		for _, st := range res {
 			for _, e := range st.Messages {
 				s.last = e.ID
+				if age, ok := entryAge(e.ID); ok {
+					s.d.lag.Store(int64(age))
+				}
 				v, ok := e.Values["d"].(string)
 				if !ok {
 					continue

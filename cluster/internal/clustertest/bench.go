@@ -104,9 +104,10 @@ func benchNode(b *testing.B, cnt *counter) *primus.Server {
 
 // BenchmarkBroadcast measures broadcast deliveries per second: one node
 // with 1000 clients and Server.Write, then three nodes with 1000 clients
-// each and Cluster.Write on the first, through the backend (newEnv). Each op
-// is one broadcast; the clock stops when every client has read every
-// message.
+// each and Cluster.Write on the first, through the backend (newEnv), over
+// its pub/sub channels and over its durable ones (a stream entry per
+// broadcast, read by every node), in the same run. Each op is one
+// broadcast; the clock stops when every client has read every message.
 func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
 	b.Run("1node", func(b *testing.B) {
 		cnt := &counter{reached: make(chan struct{}, 1)}
@@ -115,30 +116,43 @@ func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
 	})
 	b.Run("3nodes", func(b *testing.B) {
 		env := newEnv(b)
-		ns := Namespace()
-		cnt := &counter{reached: make(chan struct{}, 1)}
-		var first *cluster.Cluster
-		for i := range 3 {
-			srv := benchNode(b, cnt)
-			be := env.connect(b, ns)
-			c, err := cluster.New(srv, &cluster.Options{Broker: be, Registry: be})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-				defer cancel()
-				_ = c.Close(ctx)
-			})
-			if i == 0 {
-				first = c
-			}
-		}
-		run(b, cnt, 3*benchClients, func(m benchMsg) error { return first.Write(m) })
-		if s := first.Stats(); s.Dropped > 0 {
-			b.Errorf("%d messages dropped", s.Dropped)
-		}
+		benchNodes(b, func(ns string) Backend { return env.connect(b, ns) })
 	})
+	b.Run("3nodes-durable", func(b *testing.B) {
+		env := newEnv(b)
+		if env.ConnectDurable == nil {
+			b.Skip("this backend has no durable channels")
+		}
+		benchNodes(b, func(ns string) Backend { return env.ConnectDurable(b, ns, env.Addr) })
+	})
+}
+
+// benchNodes runs the broadcast benchmark on three nodes whose backends
+// connect makes.
+func benchNodes(b *testing.B, connect func(ns string) Backend) {
+	ns := Namespace()
+	cnt := &counter{reached: make(chan struct{}, 1)}
+	var first *cluster.Cluster
+	for i := range 3 {
+		srv := benchNode(b, cnt)
+		be := connect(ns)
+		c, err := cluster.New(srv, &cluster.Options{Broker: be, Registry: be})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+			defer cancel()
+			_ = c.Close(ctx)
+		})
+		if i == 0 {
+			first = c
+		}
+	}
+	run(b, cnt, 3*benchClients, func(m benchMsg) error { return first.Write(m) })
+	if s := first.Stats(); s.Dropped > 0 {
+		b.Errorf("%d messages dropped", s.Dropped)
+	}
 }
 
 func run(b *testing.B, cnt *counter, clients int, write func(benchMsg) error) {

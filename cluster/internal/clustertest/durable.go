@@ -115,6 +115,9 @@ func testDurableCatchUp(t *testing.T, env *Env) {
 	if st.Gaps != 0 {
 		t.Errorf("node 2 reports %d gaps: the stream kept everything", st.Gaps)
 	}
+	if !st.Durable || st.Lag <= 0 {
+		t.Errorf("node 2 reports durable %v, lag %v after reading the stream", st.Durable, st.Lag)
+	}
 	if d := nodes[0].C.Stats().Dropped; d != 0 {
 		t.Errorf("node 0 dropped %d messages", d)
 	}
