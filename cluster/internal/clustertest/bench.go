@@ -123,7 +123,11 @@ func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
 		if env.ConnectDurable == nil {
 			b.Skip("this backend has no durable channels")
 		}
-		benchNodes(b, func(ns string) Backend { return env.ConnectDurable(b, ns, env.Addr) })
+		benchNodes(b, func(ns string) Backend {
+			be := env.ConnectDurable(b, ns, env.Addr)
+			b.Cleanup(func() { _ = be.Close() })
+			return be
+		})
 	})
 }
 
