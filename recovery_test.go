@@ -380,31 +380,34 @@ func TestRecoveryFailures(t *testing.T) {
 	})
 }
 
+// dialGreeted opens a raw WebSocket (JSON) to the server with query and
+// returns it with the greeting it first reads.
+func (rs *recoveryServer) dialGreeted(t *testing.T, query string) (*ws.Conn, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	c, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(rs.url, "http")+"?"+query, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	b, err := rawRead(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g string
+	if err := wsJSON.parser.Decode(b, &g); err != nil {
+		t.Fatalf("greeting %q: %v", b, err)
+	}
+	return c, g
+}
+
 // TestResumeCredential: a credential resumes once, for one client; a
 // forged, replayed or concurrent one gets a new spark.
 func TestResumeCredential(t *testing.T) {
 	t.Parallel()
 	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
-	wsURL := "ws" + strings.TrimPrefix(rs.url, "http")
-	dialRaw := func(query string) (*ws.Conn, string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		c, _, err := ws.Dial(ctx, wsURL+"?"+query, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.CloseNow() })
-		b, err := rawRead(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var s string
-		if err := wsJSON.parser.Decode(b, &s); err != nil {
-			t.Fatalf("greeting %q: %v", b, err)
-		}
-		return c, s
-	}
+	dialRaw := func(query string) (*ws.Conn, string) { return rs.dialGreeted(t, query) }
 	credOf := func(greeting string) string {
 		rest, ok := strings.CutPrefix(greeting, "primus::session::")
 		if !ok {
@@ -438,7 +441,7 @@ func TestResumeCredential(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
-			c, _, err := ws.Dial(ctx, wsURL+"?"+resume, nil)
+			c, _, err := ws.Dial(ctx, "ws"+strings.TrimPrefix(rs.url, "http")+"?"+resume, nil)
 			if err != nil {
 				results <- result{}
 				return
@@ -493,26 +496,7 @@ func TestResumeCredential(t *testing.T) {
 func TestResumeGreetingLost(t *testing.T) {
 	t.Parallel()
 	rs := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
-	wsURL := "ws" + strings.TrimPrefix(rs.url, "http")
-	dial := func(query string) (*ws.Conn, string) {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-		defer cancel()
-		c, _, err := ws.Dial(ctx, wsURL+"?"+query, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.CloseNow() })
-		b, err := rawRead(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var g string
-		if err := wsJSON.parser.Decode(b, &g); err != nil {
-			t.Fatalf("greeting %q: %v", b, err)
-		}
-		return c, g
-	}
+	dial := func(query string) (*ws.Conn, string) { return rs.dialGreeted(t, query) }
 	resume := func(cred string) string {
 		return url.Values{"_primus_recover": {"1"}, "_primus_resume": {cred}, "_primus_received": {"0"}}.Encode()
 	}
