@@ -12,16 +12,15 @@ import (
 	"github.com/go-primus/primus/substream"
 )
 
-// TestServerPanics: a panic in a server stream's handlers ends that
-// connection with 1011 and a *primus.PanicError, the other streams of an
-// ending connection still end, and other connections go on.
-func TestServerPanics(t *testing.T) {
-	t.Parallel()
-	for _, c := range []struct {
-		name    string
-		opts    substream.StreamOptions
-		trigger func(t *testing.T, st *substream.Stream)
-	}{
+// panicCase is a stream whose handler panics, and what makes it run.
+type panicCase struct {
+	name    string
+	opts    substream.StreamOptions
+	trigger func(t *testing.T, st *substream.Stream)
+}
+
+func panicCases() []panicCase {
+	return []panicCase{
 		{"data handler", substream.StreamOptions{OnData: func(*primus.Message) { panic("boom") }}, func(t *testing.T, st *substream.Stream) {
 			if err := st.Write("hi"); err != nil {
 				t.Fatal(err)
@@ -32,7 +31,15 @@ func TestServerPanics(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-	} {
+	}
+}
+
+// TestServerPanics: a panic in a server stream's handlers ends that
+// connection with 1011 and a *primus.PanicError, the other streams of an
+// ending connection still end, and other connections go on.
+func TestServerPanics(t *testing.T) {
+	t.Parallel()
+	for _, c := range panicCases() {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			pt.ForEach(t, func(t *testing.T, fl pt.Flavour) {
@@ -148,22 +155,7 @@ func TestEndHandlersRunDespitePanics(t *testing.T) {
 // client with the *primus.PanicError; the server goes on.
 func TestClientPanics(t *testing.T) {
 	t.Parallel()
-	for _, c := range []struct {
-		name    string
-		opts    substream.StreamOptions
-		trigger func(t *testing.T, st *substream.Stream)
-	}{
-		{"data handler", substream.StreamOptions{OnData: func(*primus.Message) { panic("boom") }}, func(t *testing.T, st *substream.Stream) {
-			if err := st.Write("hi"); err != nil {
-				t.Fatal(err)
-			}
-		}},
-		{"end handler", substream.StreamOptions{OnEnd: func(error) { panic("boom") }}, func(t *testing.T, st *substream.Stream) {
-			if err := st.End(); err != nil {
-				t.Fatal(err)
-			}
-		}},
-	} {
+	for _, c := range panicCases() {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			pt.ForEach(t, func(t *testing.T, fl pt.Flavour) {
