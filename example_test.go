@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-primus/primus"
 	"github.com/go-primus/primus/parser"
@@ -184,4 +185,47 @@ func Example_customTransformer() {
 	_ = srv.Shutdown(context.Background())
 	fmt.Println("frames in:", tr.in.Load(), "out:", tr.out.Load())
 	// Output: frames in: 3 out: 3
+}
+
+// Resumable connections: a spark whose connection is lost keeps its id and
+// everything written to it meanwhile; the client comes back to it and gets
+// what it missed, once, in order.
+func ExampleRecovery() {
+	srv, err := primus.New(&primus.Options{Recovery: &primus.Recovery{Window: time.Minute}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	sparks := make(chan *primus.Spark, 1)
+	srv.OnConnection(func(sp *primus.Spark) { sparks <- sp })
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Shutdown(context.Background())
+
+	got := make(chan string, 10)
+	resumed := make(chan primus.ResumeEvent, 1)
+	client, err := primus.Dial(context.Background(), hs.URL+"/primus", &primus.ClientOptions{
+		Reconnect: primus.Backoff{Min: 10 * time.Millisecond},
+		OnData: func(m *primus.Message) {
+			var s string
+			_ = m.Decode(&s)
+			got <- s
+		},
+		OnResume: func(ev primus.ResumeEvent) { resumed <- ev },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	sp := <-sparks
+	_ = sp.Write("before")
+	fmt.Println(<-got)
+
+	_ = sp.Close() // the connection is lost: the spark waits for its client
+	_ = sp.Write("while away")
+	fmt.Println("recovered:", (<-resumed).Recovered)
+	fmt.Println(<-got)
+	// Output:
+	// before
+	// recovered: true
+	// while away
 }
