@@ -32,6 +32,10 @@ import (
 	"github.com/go-primus/primus/transport/websocket"
 )
 
+// shutdownGrace bounds the sparks' orderly end on SIGTERM; the interop
+// tests expect the process gone within 5 s.
+const shutdownGrace = 3 * time.Second
+
 func main() {
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "primus-testserver:", err)
@@ -108,8 +112,11 @@ func run() error {
 		// No WriteTimeout: it would cut long polls and streaming responses;
 		// the primus server bounds its own writes (Options.WriteTimeout).
 	}
+	// On SIGTERM the whole shutdown takes at most shutdownGrace: a polling
+	// client that has gone without a word (its session waits to hand over
+	// its close packet) is cut then, so that the process exits promptly.
 	hs.RegisterOnShutdown(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	})
@@ -124,7 +131,7 @@ func run() error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace+time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
