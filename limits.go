@@ -33,10 +33,10 @@ import (
 //
 // The HTTP answers are given before authorization, for transformers that
 // can tell a request that opens a connection from others
-// (transport.Opener: the WebSocket transformer). Others (SockJS) learn it
-// once the connection is open: it is then closed at once, before it becomes
-// a spark, with 1013 (try again later) for MaxConnections and 1008 for the
-// per-address limits. Every refusal is reported to the Observer
+// (transport.Opener: the WebSocket and Engine.IO transformers). Others
+// (SockJS) learn it once the connection is open: it is then closed at
+// once, before it becomes a spark, with 1013 (try again later) for
+// MaxConnections and 1008 for the per-address limits. Every refusal is reported to the Observer
 // (ConnRefused and LimitHit).
 type Limits struct {
 	// MaxConnections bounds the sparks of the server (dropped ones waiting
@@ -325,20 +325,13 @@ func (s *Server) limitRequest(w http.ResponseWriter, r *http.Request) bool {
 	if rf == nil {
 		return true
 	}
-	status, msg := http.StatusTooManyRequests, "primus: too many connections"
-	switch rf.reason {
-	case RefuseMaxConnections:
-		status, msg = http.StatusServiceUnavailable, "primus: server full"
-	case RefuseConnectionRate:
-		msg = "primus: too many new connections"
+	status := http.StatusTooManyRequests
+	if rf.reason == RefuseMaxConnections {
+		status = http.StatusServiceUnavailable
 	}
-	if o := s.obs; o != nil {
-		o.LimitHit(rf.limit)
-		o.ConnRefused(s.tname, rf.reason, status)
-	}
-	s.log.Info("primus: connection refused by a limit", "limit", rf.limit.String(), "address", ip)
+	s.reportRefusal(rf, status, ip)
 	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(rf.retry.Seconds()))))
-	Refuse(w, &HTTPError{Status: status, Message: msg})
+	Refuse(w, &HTTPError{Status: status, Message: "primus: " + rf.text()})
 	return false
 }
 
@@ -353,20 +346,34 @@ func (s *Server) admitSpark(sp *Spark, c transport.Conn) bool {
 		sp.admitted = true
 		return true
 	}
-	code, text := transport.StatusPolicyViolation, "too many connections"
+	code := transport.StatusPolicyViolation
+	if rf.reason == RefuseMaxConnections {
+		code = transport.StatusTryAgainLater
+	}
+	s.reportRefusal(rf, code, sp.addr.IP)
+	closeConn(c, code, rf.text())
+	return false
+}
+
+// text is what a client refused by rf is told.
+func (rf *refusal) text() string {
 	switch rf.reason {
 	case RefuseMaxConnections:
-		code, text = transport.StatusTryAgainLater, "server full"
+		return "server full"
 	case RefuseConnectionRate:
-		text = "too many new connections"
+		return "too many new connections"
 	}
+	return "too many connections"
+}
+
+// reportRefusal counts and logs a connection refused by a limit, with the
+// HTTP status or close code the client got.
+func (s *Server) reportRefusal(rf *refusal, code int, ip netip.Addr) {
 	if o := s.obs; o != nil {
 		o.LimitHit(rf.limit)
 		o.ConnRefused(s.tname, rf.reason, code)
 	}
-	s.log.Info("primus: connection refused by a limit", "limit", rf.limit.String(), "address", sp.addr.IP)
-	closeConn(c, code, text)
-	return false
+	s.log.Info("primus: connection refused by a limit", "limit", rf.limit.String(), "address", ip)
 }
 
 // releaseSpark gives back an admitted spark's place.
