@@ -31,14 +31,9 @@ var _ cluster.Directory = (*Backend)(nil)
 
 func (b *Backend) dirPrefix() string { return b.ns + ":dir:" }
 
-// syncRoomsScript replaces the node's records.
-//
-//	ARGV[1] prefix, [2] node, [3] ttl in ms, [4] version, then for each
-//	room: the room, n, and n spark ids.
-var syncRoomsScript = goredis.NewScript(`
-local p, node, ttl = ARGV[1], ARGV[2], ARGV[3]
-local idx = p .. 'node:' .. node
-for _, f in ipairs(redis.call('HKEYS', idx)) do
+// clearNodeRoomsLua deletes the records of the node (p, node, idx set):
+// its rooms' member sets, its sparks' room sets, and its index.
+const clearNodeRoomsLua = `for _, f in ipairs(redis.call('HKEYS', idx)) do
   if f ~= '' then
     local rk = p .. 'room:' .. node .. ':' .. string.sub(f, 2)
     for _, id in ipairs(redis.call('SMEMBERS', rk)) do
@@ -48,7 +43,16 @@ for _, f in ipairs(redis.call('HKEYS', idx)) do
   end
 end
 redis.call('DEL', idx)
-redis.call('HSET', idx, '', ARGV[4])
+`
+
+// syncRoomsScript replaces the node's records.
+//
+//	ARGV[1] prefix, [2] node, [3] ttl in ms, [4] version, then for each
+//	room: the room, n, and n spark ids.
+var syncRoomsScript = goredis.NewScript(`
+local p, node, ttl = ARGV[1], ARGV[2], ARGV[3]
+local idx = p .. 'node:' .. node
+` + clearNodeRoomsLua + `redis.call('HSET', idx, '', ARGV[4])
 local i = 5
 while i <= #ARGV do
   local room, n = ARGV[i], tonumber(ARGV[i + 1])
@@ -106,17 +110,7 @@ return 1
 var leaveRoomsScript = goredis.NewScript(`
 local p, node = ARGV[1], ARGV[2]
 local idx = p .. 'node:' .. node
-for _, f in ipairs(redis.call('HKEYS', idx)) do
-  if f ~= '' then
-    local rk = p .. 'room:' .. node .. ':' .. string.sub(f, 2)
-    for _, id in ipairs(redis.call('SMEMBERS', rk)) do
-      redis.call('DEL', p .. 'of:' .. node .. ':' .. id)
-    end
-    redis.call('DEL', rk)
-  end
-end
-redis.call('DEL', idx)
-redis.call('SREM', p .. 'nodes', node)
+` + clearNodeRoomsLua + `redis.call('SREM', p .. 'nodes', node)
 return 1
 `)
 
