@@ -371,8 +371,8 @@ func (rf *refusal) text() string {
 func (s *Server) reportRefusal(rf *refusal, code int, ip netip.Addr) {
 	if o := s.obs; o != nil {
 		o.LimitHit(rf.limit)
-		o.ConnRefused(s.tname, rf.reason, code)
 	}
+	s.observeRefused(rf.reason, code)
 	s.log.Info("primus: connection refused by a limit", "limit", rf.limit.String(), "address", ip)
 }
 

@@ -110,11 +110,7 @@ func (s *Server) Authorize(fn AuthorizeFunc) {
 // the status's generic text ("Unauthorized", "Forbidden"…), so that
 // internal details stay on the server.
 func Refuse(w http.ResponseWriter, err error) {
-	status := http.StatusUnauthorized
-	var sc interface{ StatusCode() int }
-	if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() <= 599 {
-		status = sc.StatusCode()
-	}
+	status := statusOf(err)
 	msg := http.StatusText(status)
 	var he *HTTPError
 	if errors.As(err, &he) {
