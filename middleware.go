@@ -102,25 +102,37 @@ func (s *Server) Authorize(fn AuthorizeFunc) {
 	s.authorize.Store(&fn)
 }
 
+// ClientError is what a client refused with err may learn of it: the
+// status err carries (401 by default, as Refuse answers), the Message of the
+// *HTTPError it is or wraps, or else the status's generic text, and that
+// error's Authenticate. For handlers of one's own that refuse requests in
+// another format than Refuse's (package publish).
+func ClientError(err error) *HTTPError {
+	ce := &HTTPError{Status: statusOf(err)}
+	ce.Message = http.StatusText(ce.Status)
+	var he *HTTPError
+	if errors.As(err, &he) {
+		if he.Message != "" {
+			ce.Message = he.Message
+		}
+		ce.Authenticate = he.Authenticate
+	}
+	return ce
+}
+
 // Refuse answers a request the way Primus refuses one: the status carried by
 // err (401 by default), Content-Type application/json and the body
 // {"error": message}, with WWW-Authenticate when err is an *HTTPError that
 // sets it. The message is the Message of the *HTTPError that err is or
 // wraps, the one kind of error meant for clients; for any other error it is
 // the status's generic text ("Unauthorized", "Forbidden"…), so that
-// internal details stay on the server.
+// internal details stay on the server (see ClientError).
 func Refuse(w http.ResponseWriter, err error) {
-	status := statusOf(err)
-	msg := http.StatusText(status)
-	var he *HTTPError
-	if errors.As(err, &he) {
-		if he.Message != "" {
-			msg = he.Message
-		}
-		if he.Authenticate != "" && status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", he.Authenticate)
-		}
+	ce := ClientError(err)
+	if ce.Authenticate != "" && ce.Status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", ce.Authenticate)
 	}
+	status, msg := ce.Status, ce.Message
 	body, _ := json.Marshal(struct {
 		Error string `json:"error"`
 	}{msg})

@@ -186,20 +186,17 @@ type answer struct {
 	Reason    string `json:"reason,omitempty"`
 }
 
-func reply(w http.ResponseWriter, status int, a answer) {
-	b, _ := json.Marshal(a)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
-}
-
 // refuse answers omega-supreme's refusal: {"ok": false, "reason": …}.
 func refuse(w http.ResponseWriter, status int, reason string) {
-	b, _ := json.Marshal(struct {
+	writeJSON(w, status, struct {
 		OK     bool   `json:"ok"`
 		Reason string `json:"reason"`
 	}{false, reason})
+}
+
+// writeJSON answers with status and v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
@@ -214,23 +211,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.auth(r); err != nil {
-		status := http.StatusUnauthorized
-		var sc interface{ StatusCode() int }
-		if errors.As(err, &sc) && sc.StatusCode() >= 400 && sc.StatusCode() <= 599 {
-			status = sc.StatusCode()
-		}
-		reason := http.StatusText(status)
-		var he *primus.HTTPError
-		if errors.As(err, &he) {
-			if he.Message != "" {
-				reason = he.Message
-			}
-			if he.Authenticate != "" && status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", he.Authenticate)
-			}
+		ce := primus.ClientError(err)
+		if ce.Authenticate != "" && ce.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", ce.Authenticate)
 		}
 		h.log.Info("publish: request refused", "remote", r.RemoteAddr, "error", err)
-		refuse(w, status, reason)
+		refuse(w, ce.Status, ce.Message)
 		return
 	}
 
@@ -257,11 +243,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a, err := h.publish(req, msg)
 	if err != nil {
 		h.log.Warn("publish: failed", "error", err)
-		reply(w, http.StatusInternalServerError, answer{Send: a.Send, Forwarded: a.Forwarded, Reason: "failed to publish"})
+		writeJSON(w, http.StatusInternalServerError, answer{Send: a.Send, Forwarded: a.Forwarded, Reason: "failed to publish"})
 		return
 	}
 	a.OK = true
-	reply(w, http.StatusOK, a)
+	writeJSON(w, http.StatusOK, a)
 }
 
 // read reads the body within the bounds, or returns the status to refuse
