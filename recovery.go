@@ -119,7 +119,7 @@ const ackEvery = 64
 // the connection went away, or the server cut it for a heartbeat or write
 // timeout, a slow consumer, or Close; not for a fault or a shutdown.
 func resumable(reason error) bool {
-	for _, final := range []error{ErrMessageTooBig, ErrInvalidUTF8, ErrUnsupportedData, ErrPanic, ErrServerClosed, ErrRecoveryExpired, ErrRecoveryOverflow, ErrRateLimited} {
+	for _, final := range []error{ErrMessageTooBig, ErrInvalidUTF8, ErrUnsupportedData, ErrPanic, ErrServerClosed, ErrRecoveryExpired, ErrRecoveryOverflow, ErrRateLimited, ErrSparkMoved} {
 		if errors.Is(reason, final) {
 			return false
 		}
@@ -242,6 +242,9 @@ func (s *Server) issueCredential(sp *Spark) string {
 	s.mu.Lock()
 	s.creds[c] = &credEntry{sp: sp}
 	s.mu.Unlock()
+	if s.journal != nil {
+		s.journal.Issued(sp, c)
+	}
 	return c
 }
 
@@ -325,7 +328,9 @@ func (s *Server) purgeTombstones(now time.Time) {
 // first its client receives. failure is why the resume the client asked for
 // failed, if it did.
 func (sp *Spark) offerRecovery(failure string) {
-	sp.rec = &sparkRecovery{cfg: sp.srv.recovery}
+	if sp.rec == nil {
+		sp.rec = &sparkRecovery{cfg: sp.srv.recovery}
+	}
 	sp.rec.cred = sp.srv.issueCredential(sp)
 	sp.rec.creds = []string{sp.rec.cred}
 	sp.writeControl(sessionPrefix + sp.rec.cred + "::" + failure)
@@ -360,7 +365,7 @@ func (sp *Spark) resumeLink(l *link, n uint64) string {
 			sp.queue, sp.spare, sp.queued = nil, nil, 0
 			sp.mu.Unlock()
 			_ = old.conn.CloseNow()
-			sp.srv.dropCredential(cred)
+			sp.srv.dropCredential(sp, cred)
 			return dropOverflow
 		}
 		sp.mu.Unlock()
@@ -371,7 +376,7 @@ func (sp *Spark) resumeLink(l *link, n uint64) string {
 	}
 	if sp.state != stateDropped {
 		sp.mu.Unlock()
-		sp.srv.dropCredential(cred)
+		sp.srv.dropCredential(sp, cred)
 		return dropEnded
 	}
 	sp.waitWriterLocked()
@@ -379,7 +384,7 @@ func (sp *Spark) resumeLink(l *link, n uint64) string {
 	if r.broken || n < r.acked || n > r.written {
 		// Not resumable as asked; the spark waits for the window to end.
 		sp.mu.Unlock()
-		sp.srv.dropCredential(cred)
+		sp.srv.dropCredential(sp, cred)
 		if r.broken {
 			return dropOverflow
 		}
@@ -440,11 +445,14 @@ func (sp *Spark) waitWriterLocked() {
 	}
 }
 
-// dropCredential forgets a credential that was issued for nothing.
-func (s *Server) dropCredential(cred string) {
+// dropCredential forgets a credential that was issued to sp for nothing.
+func (s *Server) dropCredential(sp *Spark, cred string) {
 	s.mu.Lock()
 	delete(s.creds, cred)
 	s.mu.Unlock()
+	if s.journal != nil {
+		s.journal.Revoked(sp, []string{cred})
+	}
 }
 
 // drop parks a resumable spark whose link was lost: it waits for its
@@ -566,5 +574,8 @@ func (sp *Spark) confirmCreds(l *link) {
 		delete(sp.srv.creds, c)
 	}
 	sp.srv.mu.Unlock()
+	if j := sp.srv.journal; j != nil {
+		j.Revoked(sp, old)
+	}
 	l.claim.settle()
 }

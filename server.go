@@ -57,6 +57,7 @@ type Server struct {
 	onPanic      func(*Spark, *PanicError)
 	crashOnPanic bool
 	recovery     *Recovery // nil: off
+	journal      Journal   // nil: none (journal.go)
 	spec         []byte
 	obs          Observer         // nil: none (observe.go)
 	tname        string           // the transformer's name, for the observer
@@ -371,6 +372,9 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 				return
 			}
 		}
+		if why == dropUnknown && s.journal != nil && s.resumeMoved(r, q, c, cred, n) {
+			return
+		}
 		s.observeResumeFailed(why)
 		if why == dropEnded {
 			// The application ended the spark while the client was away:
@@ -411,6 +415,12 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 	}
 	s.mu.Unlock()
 	s.observeOpened(r)
+	if recoverable {
+		sp.rec = &sparkRecovery{cfg: s.recovery}
+	}
+	if s.journal != nil {
+		s.journal.Opened(sp)
+	}
 	if recoverable {
 		sp.offerRecovery(failure) // the first message the client receives
 	}
@@ -467,6 +477,9 @@ func (s *Server) Write(v any) error {
 	defer s.mu.RUnlock()
 	if s.closing {
 		return ErrServerClosed
+	}
+	if s.journal != nil {
+		return s.journal.Append(nil, data)
 	}
 	for _, sp := range s.sparks {
 		_ = sp.enqueue(data, false, false)

@@ -48,6 +48,7 @@ type Spark struct {
 	link   atomic.Pointer[link] // the connection; nil while dropped (recovery) and once ended
 	rec    *sparkRecovery       // nil unless the spark is resumable (recovery.go)
 	rate   *sparkLimiter        // nil unless messages or bytes are limited (limits.go)
+	moved  bool                 // resumed from another server (journal.go)
 	// admitted: the spark holds a place in the connection limits.
 	admitted bool
 
@@ -304,7 +305,11 @@ func (sp *Spark) control(l *link, s string) bool {
 		if n, ok := parseAck(s); ok {
 			sp.mu.Lock()
 			sp.rec.ack(n)
+			acked := sp.rec.acked
 			sp.mu.Unlock()
+			if j := sp.srv.journal; j != nil {
+				j.Confirmed(sp, acked, sp.rec.recv.Load())
+			}
 		}
 		return true
 	}
@@ -474,6 +479,15 @@ func (sp *Spark) finish(reason error, wire string) {
 	sp.releaseSpark()
 	sp.observeClosed(reason)
 	sp.srv.retire(creds, wire)
+	if j := sp.srv.journal; j != nil {
+		if sp.rec != nil {
+			sp.mu.Lock()
+			acked := sp.rec.acked
+			sp.mu.Unlock()
+			j.Confirmed(sp, acked, sp.rec.recv.Load())
+		}
+		j.Ended(sp, reason)
+	}
 	if reason != nil {
 		sp.reportError(reason)
 	}

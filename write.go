@@ -82,6 +82,9 @@ func (sp *Spark) Write(v any) error {
 	if err != nil {
 		return err
 	}
+	if sp.srv.journal != nil {
+		return sp.journalWrite(data)
+	}
 	return sp.enqueue(data, false, false)
 }
 

@@ -90,6 +90,7 @@ type Cluster struct {
 	seenMu sync.Mutex
 	seen   map[seenKey]uint64
 
+	jn       *jnode                   // nil unless Options.Recovery (resume.go)
 	presence atomic.Pointer[Presence] // nil until attached (members.go)
 	rpc      rpc                      // requests to other nodes (remote.go)
 }
@@ -206,6 +207,18 @@ func New(srv *primus.Server, opts *Options) (*Cluster, error) {
 		c.subs = append(c.subs, sub)
 	}
 
+	if o.Recovery {
+		jn, err := newJNode(c, &o)
+		if err != nil {
+			for _, s := range c.subs {
+				_ = s.Close()
+			}
+			c.endLoops()
+			return nil, err
+		}
+		c.jn = jn
+	}
+
 	c.Handle(rpcTopic, c.handleRPC)
 	srv.OnConnection(func(sp *primus.Spark) { c.track(sp.ID(), true) })
 	srv.OnDisconnection(func(sp *primus.Spark) { c.track(sp.ID(), false) })
@@ -214,6 +227,12 @@ func New(srv *primus.Server, opts *Options) (*Cluster, error) {
 	go c.publishLoop()
 	go c.directedLoop()
 	go c.registryLoop()
+	if c.jn != nil {
+		c.wg.Add(3)
+		go c.jn.appendLoop()
+		go c.jn.checkpointLoop()
+		go c.jn.replayLoop()
+	}
 	return c, nil
 }
 
@@ -249,6 +268,9 @@ func (c *Cluster) Write(v any) error {
 	if err != nil {
 		return err
 	}
+	if c.jn != nil {
+		return c.jn.append(appendJEntry(jAll, "", 0, "", nil, data))
+	}
 	if err := c.srv.Write(primus.Raw(data)); err != nil {
 		return err
 	}
@@ -272,6 +294,9 @@ func (c *Cluster) WriteTo(id string, v any) error {
 	data, err := c.encode(v)
 	if err != nil {
 		return err
+	}
+	if c.jn != nil {
+		return c.jn.append(appendJEntry(jSpark, id, 0, "", nil, data))
 	}
 	if sp, ok := c.srv.Spark(id); ok {
 		return sp.Write(primus.Raw(data))
@@ -600,6 +625,11 @@ func (c *Cluster) Flush(ctx context.Context) error {
 	if err := c.pending.wait(ctx); err != nil {
 		return err
 	}
+	if c.jn != nil {
+		if err := c.jn.q.flush(ctx); err != nil {
+			return err
+		}
+	}
 	reply := make(chan error, 1)
 	select {
 	case c.syncReq <- reply:
@@ -740,6 +770,11 @@ func (c *Cluster) Close(ctx context.Context) error {
 		}
 	}
 	c.drainCtx = ctx
+	if c.jn != nil {
+		if err := c.jn.close(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	p := c.presence.Load()
 	if p != nil {
 		p.closing() // before the outbox is drained

@@ -135,10 +135,20 @@ func (c *Cluster) Presence(h PresenceHandler) (*Presence, error) {
 // spark and room must be made in the order of the changes (package rooms
 // makes them under its lock); a join of a member is ignored. It never
 // waits for the broker.
-func (p *Presence) Joined(spark, room string) { p.change(opJoin, room, spark) }
+func (p *Presence) Joined(spark, room string) {
+	if p.c.jn != nil {
+		p.c.jn.member(spark, room, true)
+	}
+	p.change(opJoin, room, spark)
+}
 
 // Left records that a spark of this node left the room.
-func (p *Presence) Left(spark, room string) { p.change(opLeave, room, spark) }
+func (p *Presence) Left(spark, room string) {
+	if p.c.jn != nil {
+		p.c.jn.member(spark, room, false)
+	}
+	p.change(opLeave, room, spark)
+}
 
 func (p *Presence) change(op byte, room, spark string) {
 	if p.c.closed.Load() {

@@ -36,6 +36,17 @@ type Options struct {
 	// ErrQueueFull. Zero value means 16 MiB.
 	QueueBytes int64
 
+	// Recovery makes the server's sparks resumable on any node of the
+	// cluster (see the package documentation, "Recovery on any node"): a
+	// client whose node died, or that the load balancer sends elsewhere,
+	// resumes its spark on the node it reaches, with every message written
+	// to it, once and in order. It needs primus.Options.Recovery on the
+	// server, a Broker that is a Journal and a Registry that is a
+	// SessionStore (cluster/nats and cluster/redis with their Durable
+	// option). Every message to a spark then goes through the journal,
+	// this node's own included. Zero value means off.
+	Recovery bool
+
 	// OnError is called with each cross-node failure: a publish or registry
 	// call that failed, a lost broker connection, a queue that overflowed.
 	// It is called when a failure starts and at most once a second while it

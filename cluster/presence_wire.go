@@ -34,6 +34,7 @@ const (
 	opLeave     byte = 'l'
 	opEnd       byte = 'e'
 	opReconnect byte = 'c'
+	opRelease   byte = 'm' // give up a spark that resumes on the asking node (resume.go)
 )
 
 // change is one operation on a membership, of this node or of a peer.

@@ -92,6 +92,16 @@ func (c *Cluster) remote(ctx context.Context, op byte, spark, room string) error
 	if node == c.id {
 		return c.applyLocal(op, spark, room)
 	}
+	_, err = c.askRoom(ctx, node, op, spark, room)
+	return err
+}
+
+// ask sends a request to one node and returns its answer's text.
+func (c *Cluster) ask(ctx context.Context, node string, op byte, spark string) (string, error) {
+	return c.askRoom(ctx, node, op, spark, "")
+}
+
+func (c *Cluster) askRoom(ctx context.Context, node string, op byte, spark, room string) (string, error) {
 	id := c.rpc.nextID()
 	ch := make(chan reply, 1)
 	c.rpc.mu.Lock()
@@ -106,22 +116,22 @@ func (c *Cluster) remote(ctx context.Context, op byte, spark, room string) error
 		c.rpc.mu.Unlock()
 	}()
 	if err := c.PublishTo(node, rpcTopic, appendRequest(c.id, id, op, spark, room)); err != nil {
-		return err
+		return "", err
 	}
 	select {
 	case r := <-ch:
 		switch r.code {
 		case replyOK:
-			return nil
+			return r.text, nil
 		case replyNotFound:
-			return fmt.Errorf("%w: node %s no longer holds spark %s", ErrNotFound, node, spark)
+			return "", fmt.Errorf("%w: node %s no longer holds spark %s", ErrNotFound, node, spark)
 		default:
-			return fmt.Errorf("cluster: node %s: %s", node, r.text)
+			return "", fmt.Errorf("cluster: node %s: %s", node, r.text)
 		}
 	case <-ctx.Done():
-		return fmt.Errorf("cluster: no answer from node %s about spark %s: %w", node, spark, ctx.Err())
+		return "", fmt.Errorf("cluster: no answer from node %s about spark %s: %w", node, spark, ctx.Err())
 	case <-c.stopped:
-		return ErrClosed
+		return "", ErrClosed
 	}
 }
 
@@ -161,13 +171,33 @@ func (c *Cluster) handleRPC(data []byte) {
 			c.stats.malformed.Add(1)
 			return
 		}
-		code, text := replyOK, ""
-		if err := c.applyLocal(op, spark, room); errors.Is(err, ErrNotFound) {
-			code = replyNotFound
-		} else if err != nil {
-			code, text = replyError, err.Error()
+		answer := func(text string, err error) {
+			code := replyOK
+			if errors.Is(err, ErrNotFound) {
+				code = replyNotFound
+			} else if err != nil {
+				code, text = replyError, err.Error()
+			}
+			_ = c.PublishTo(from, rpcTopic, appendReply(id, code, text))
 		}
-		_ = c.PublishTo(from, rpcTopic, appendReply(id, code, text))
+		if op == opRelease {
+			// It waits for the spark to end and the journal: not in the
+			// broker's delivery goroutine.
+			if c.jn == nil {
+				answer("", fmt.Errorf("%w: node %s keeps no journal", ErrNotFound, c.id))
+				return
+			}
+			if c.closed.Load() {
+				return
+			}
+			c.wg.Add(1)
+			go func() {
+				defer c.wg.Done()
+				answer(c.jn.answerRelease(spark))
+			}()
+			return
+		}
+		answer("", c.applyLocal(op, spark, room))
 	case msgReply:
 		id, code, text := r.num(), r.byte(), r.str()
 		if !r.done() {

@@ -37,6 +37,13 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// roomJournal is a Relay that journals room writes: *cluster.Cluster with
+// its Recovery option, whose journal delivers them to the members that are
+// the server's sparks, on every node.
+type roomJournal interface {
+	WriteRoom(room string, except []string, data []byte) (journaled bool, err error)
+}
+
 // presenceRelay is a Relay that keeps room membership cluster-wide:
 // *cluster.Cluster.
 type presenceRelay interface {
@@ -275,7 +282,15 @@ func (r *Rooms) write(room string, except []string, v any) error {
 	if err != nil {
 		return err
 	}
-	r.deliver(room, except, data)
+	if j, ok := r.relay.(roomJournal); ok {
+		if journaled, err := j.WriteRoom(room, except, data); journaled {
+			// The journal delivers to the server's sparks, on every node;
+			// other members (a multiplex channel's) are this node's.
+			r.deliver(room, except, data, true)
+			return err
+		}
+	}
+	r.deliver(room, except, data, false)
 	var err2 error
 	switch {
 	case r.presence != nil:
@@ -290,13 +305,17 @@ func (r *Rooms) write(room string, except []string, v any) error {
 }
 
 // deliver writes data to this node's members of the room, but those in
-// except. A member that is slow is disconnected by its own queue limit; a
-// member that has ended is skipped.
-func (r *Rooms) deliver(room string, except []string, data []byte) {
+// except, and the server's own sparks when pluginsOnly. A member that is
+// slow is disconnected by its own queue limit; a member that has ended is
+// skipped.
+func (r *Rooms) deliver(room string, except []string, data []byte, pluginsOnly bool) {
 	r.mu.RLock()
 	members := r.rooms[room]
 	to := make([]plugin.Spark, 0, len(members))
 	for id, s := range members {
+		if _, own := s.(*primus.Spark); own && pluginsOnly {
+			continue
+		}
 		if !slices.Contains(except, id) {
 			to = append(to, s)
 		}
@@ -329,5 +348,5 @@ func (r *Rooms) receive(data []byte) {
 	if !ok {
 		return
 	}
-	r.deliver(room, except, payload)
+	r.deliver(room, except, payload, false)
 }

@@ -33,6 +33,18 @@ func newEnv(t testing.TB) *clustertest.Env {
 			}
 			return b
 		},
+		ConnectJournal: func(t testing.TB, ns, addr string, small bool) clustertest.Backend {
+			dur := &nats.Durability{}
+			if small {
+				// About 170 bytes per entry of 100: 24 to 48 entries.
+				dur.MaxBytes = 8 << 10
+			}
+			b, err := nats.Connect("nats://"+addr, &nats.Options{Namespace: ns, Durable: dur})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
 	}
 }
 
@@ -64,3 +76,13 @@ func TestPresence(t *testing.T) {
 }
 
 func BenchmarkDirectory(b *testing.B) { clustertest.BenchmarkDirectory(b, newEnv) }
+
+func TestJournal(t *testing.T) {
+	t.Parallel()
+	clustertest.TestJournal(t, newEnv)
+}
+
+func TestSessions(t *testing.T) {
+	t.Parallel()
+	clustertest.TestSessions(t, newEnv(t))
+}

@@ -40,6 +40,12 @@ type Env struct {
 	// broker at addr (Addr, or a proxy in front of it). Nil when the
 	// backend has none.
 	ConnectDurable func(t testing.TB, namespace, addr string) Backend
+	// ConnectJournal returns a new backend with the Durable option for the
+	// journal suite (journal.go), to the broker at addr; with small, its
+	// journal's limits keep at least the last 20 entries of 100 bytes and
+	// at most 500 of them. Nil: the suite uses ConnectDurable and skips
+	// its cases about trimmed entries.
+	ConnectJournal func(t testing.TB, namespace, addr string, small bool) Backend
 }
 
 var namespaces atomic.Int64

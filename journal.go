@@ -1,0 +1,226 @@
+package primus
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/go-primus/primus/transport"
+)
+
+// Journal: the hook through which several servers make one, for recovery
+// across them (package cluster's Options.Recovery installs one).
+//
+// With a Journal, a data message written to a spark (Spark.Write) or to
+// every spark of the server (Server.Write) is not queued for the client at
+// once: it is handed to the journal, which appends it to a durable log
+// shared by every server, in one order, and delivers it back to the spark
+// (JournalHost.Deliver) when it reads it there. A spark's messages are then
+// entries of that log, so that another server can find, from a checkpoint
+// (the count of messages the client confirmed and the log position of the
+// last of them), every message a client missed when its server died, and
+// resume its spark: same id, the missed messages first, in order, then new
+// ones. The journal keeps the checkpoints where every server finds them
+// (Issued, Confirmed, Revoked, Ended tell it what to keep).
+//
+// A spark resumed from another server is a new Spark value with the old
+// id: the connection handlers run again (Spark.Moved reports true), since
+// handlers and context values lived in the other process; what the journal
+// keeps (the id, the missed messages, the count of messages received from
+// the client, and, with package cluster and rooms, the rooms) carries
+// over.
+
+// Journal routes a server's data messages through a shared log; see
+// Server.SetJournal. Its methods are called from the server's and the
+// sparks' goroutines, concurrently, and must not block (Resume excepted).
+type Journal interface {
+	// Opened is told of a new spark, before any message is written to it.
+	Opened(sp *Spark)
+	// Append takes the encoded data message written to sp, or, when sp is
+	// nil, to every spark of this server. The journal delivers it with
+	// JournalHost.Deliver, in its order. An error is returned to the
+	// writer.
+	Append(sp *Spark, data []byte) error
+	// Resume is asked for a resume credential this server does not know,
+	// with the count of data messages the client received; it returns
+	// ErrRecoveryUnknown (or another error) when no server holds such a
+	// spark. ctx bounds it.
+	Resume(ctx context.Context, cred string, received uint64) (Handoff, error)
+	// Issued is told that cred now resumes sp.
+	Issued(sp *Spark, cred string)
+	// Revoked is told that creds no longer resume sp (its client has the
+	// next one).
+	Revoked(sp *Spark, creds []string)
+	// Confirmed is told that sp's client has received acked data messages
+	// and sp received recv from the client.
+	Confirmed(sp *Spark, acked, recv uint64)
+	// Ended is told that sp has ended for reason (ErrSparkMoved when
+	// JournalHost.Release gave it to another server).
+	Ended(sp *Spark, reason error)
+}
+
+// Handoff is a spark that Journal.Resume found on another server (or on
+// none, when its server died), ready to resume here.
+type Handoff struct {
+	// ID is the spark's id.
+	ID string
+	// Received is how many data messages the spark had received from the
+	// client: the client writes the rest again.
+	Received uint64
+	// Missed are the messages the client has not received, in order.
+	Missed [][]byte
+	// Bind is called once the spark is made and its missed messages are
+	// queued: the journal delivers to it from then on. Cancel is called
+	// instead when the resume fails after all.
+	Bind   func(sp *Spark)
+	Cancel func()
+}
+
+// ErrSparkMoved ends a spark on the server it leaves when its client
+// resumed it on another one (a Journal's JournalHost.Release).
+var ErrSparkMoved = errors.New("primus: spark resumed on another server")
+
+// JournalHost is what a Journal may do to the server's sparks.
+type JournalHost struct{ s *Server }
+
+// SetJournal makes the server route its data messages through j (see
+// Journal) and returns what j may do to the sparks. It must be called
+// before the server accepts connections, at most once.
+func (s *Server) SetJournal(j Journal) *JournalHost {
+	s.journal = j
+	return &JournalHost{s: s}
+}
+
+// Deliver queues a data message read from the journal for sp, as a write
+// without a journal would; it never blocks.
+func (h *JournalHost) Deliver(sp *Spark, data []byte) error {
+	return sp.enqueue(data, false, false)
+}
+
+// Release ends a resumable spark because its client is resuming it on
+// another server: its connection, if it still has one, is closed, and it
+// ends with ErrSparkMoved. It returns the count of data messages its client
+// confirmed and of those it received from the client, and false when the
+// spark was not resumable or had ended already.
+func (h *JournalHost) Release(sp *Spark) (acked, recv uint64, ok bool) {
+	if sp.rec == nil {
+		return 0, 0, false
+	}
+	sp.mu.Lock()
+	switch sp.state {
+	case stateDropped:
+		sp.mu.Unlock()
+		sp.endDropped(ErrSparkMoved, dropUnknown)
+	case stateOpen, stateEnding:
+		l := sp.link.Load()
+		sp.mu.Unlock()
+		if l != nil {
+			sp.abortLink(l, ErrSparkMoved)
+			<-l.readDone
+		}
+	default:
+		sp.mu.Unlock()
+	}
+	<-sp.done
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if !errors.Is(sp.reason, ErrSparkMoved) {
+		return 0, 0, false
+	}
+	return sp.rec.acked, sp.rec.recv.Load(), true
+}
+
+// Resumable reports whether the spark's client can resume it (recovery is
+// on and the client asked for it).
+func (sp *Spark) Resumable() bool { return sp.rec != nil }
+
+// RecoveryOptions returns the server's recovery settings, defaults filled
+// in, and false when recovery is off.
+func (s *Server) RecoveryOptions() (Recovery, bool) {
+	if s.recovery == nil {
+		return Recovery{}, false
+	}
+	return *s.recovery, true
+}
+
+// Moved reports whether the spark was resumed from another server: its
+// connection handlers ran again here.
+func (sp *Spark) Moved() bool { return sp.moved }
+
+// journalWrite hands a data message for sp to the journal.
+func (sp *Spark) journalWrite(data []byte) error {
+	sp.mu.Lock()
+	st := sp.state
+	sp.mu.Unlock()
+	if st != stateOpen && st != stateDropped {
+		return ErrClosed
+	}
+	return sp.srv.journal.Append(sp, data)
+}
+
+// resumeMoved resumes, with connection c, a spark whose credential this
+// server does not know, through the journal. It reports whether it took
+// the connection (resumed it, or closed it).
+func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cred string, n uint64) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
+	h, err := s.journal.Resume(ctx, cred, n)
+	cancel()
+	if err != nil {
+		if !errors.Is(err, ErrRecoveryUnknown) {
+			s.log.Warn("primus: resume through the journal failed", "err", err)
+		}
+		return false
+	}
+	sp := newSpark(s, r, q, c)
+	sp.id = h.ID
+	sp.moved = true
+	if !s.admitSpark(sp, c) {
+		h.Cancel()
+		return true
+	}
+	s.mu.Lock()
+	if _, dup := s.sparks[sp.id]; dup || s.closing {
+		s.mu.Unlock()
+		sp.releaseSpark()
+		h.Cancel()
+		_ = c.Close(transport.StatusGoingAway, "spark unavailable")
+		return true
+	}
+	s.sparks[sp.id] = sp
+	s.running.Add(1)
+	if s.hbStop == nil {
+		s.hbStop, s.hbStopped = make(chan struct{}), make(chan struct{})
+		go s.housekeeping(s.hbStop, s.hbStopped)
+	}
+	s.mu.Unlock()
+	s.observeOpened(r)
+
+	rec := &sparkRecovery{cfg: s.recovery, seq: n, written: n, acked: n}
+	rec.recv.Store(h.Received)
+	rec.recvAckd.Store(h.Received)
+	sp.rec = rec
+	// The credential used stays good until the client speaks here, as
+	// on a resume on one server; this server now answers for it.
+	s.mu.Lock()
+	s.creds[cred] = &credEntry{sp: sp}
+	s.mu.Unlock()
+	s.journal.Issued(sp, cred)
+	next := s.issueCredential(sp)
+	rec.cred = next
+	rec.creds = []string{cred, next}
+	l := sp.link.Load()
+	l.oldCreds = []string{cred}
+	l.claim = newClaim()
+	sp.writeControl(resumedPrefix + strconv.FormatUint(h.Received, 10) + "::" + next)
+	for _, m := range h.Missed {
+		_ = sp.enqueue(m, false, false)
+	}
+	h.Bind(sp)
+	if o := s.obs; o != nil {
+		o.Resumed(len(h.Missed))
+	}
+	l.run(sp.connected)
+	return true
+}
