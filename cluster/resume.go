@@ -255,7 +255,7 @@ type jnode struct {
 	waiting    map[string]*jspark // resumes reading the journal
 	replayQ    []*replayReq       // resumes waiting for the replayer
 	replayWake chan struct{}
-	storeNow   chan struct{} // a new credential to store
+	storeNow   chan struct{}        // a new credential to store
 	silent     map[string]time.Time // nodes that did not answer a release, until when they are taken for dead
 	parting    map[string]*jspark   // ended by a shutdown
 	deleted    []string             // credential keys to delete
