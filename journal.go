@@ -152,9 +152,11 @@ func (sp *Spark) Moved() bool { return sp.moved }
 // journalWrite hands a data message for sp to the journal.
 func (sp *Spark) journalWrite(data []byte) error {
 	sp.mu.Lock()
-	st := sp.state
+	st, reason := sp.state, sp.reason
 	sp.mu.Unlock()
-	if st != stateOpen && st != stateDropped {
+	// A spark closed for a restart (ShutdownReconnect) goes on elsewhere:
+	// what its handlers write meanwhile is its.
+	if st != stateOpen && st != stateDropped && (st != stateEnding || reason != ErrServerClosed) {
 		return ErrClosed
 	}
 	return sp.srv.journal.Append(sp, data)

@@ -85,8 +85,81 @@
 // (Stats.Dropped), entries the stream trimmed before a node read them
 // (Stats.Gaps), and what the broker itself did not keep across a restart.
 //
-// Resumable connections (primus.Options.Recovery) work on each node; a
-// client that comes back to another node gets a new spark there.
+// Resumable connections (primus.Options.Recovery) work on each node; with
+// Options.Recovery they work across nodes too (next section).
+//
+// # Recovery on any node
+//
+// With Options.Recovery (and primus.Options.Recovery on every server, and
+// a backend with its Durable option, which is a Journal and a
+// SessionStore), a client whose node dies, or that the load balancer sends
+// to another node, resumes its spark on the node it reaches: same id, same
+// rooms, and every message written to it — by its own node, by a
+// broadcast, by a write to its id or to one of its rooms, from any node —
+// delivered once and in order, then new ones. The messages it wrote that
+// its spark had not received are written again by the client.
+//
+//	srv, _ := primus.New(&primus.Options{Recovery: &primus.Recovery{}})
+//	b, _ := nats.Connect(url, &nats.Options{Durable: &nats.Durability{}})
+//	c, _ := cluster.New(srv, &cluster.Options{Broker: b, Registry: b, Recovery: true})
+//	r := rooms.New(srv, &rooms.Options{Relay: c})
+//
+// How: every message for a spark of the cluster is one entry of the
+// journal, a durable stream shared by every node (a JetStream stream, a
+// Redis Stream) — one entry per message, however many sparks receive it:
+// a spark's Write, the server's Write, the cluster's Write and WriteTo, a
+// room's Write — and so are the sparks' room joins and leaves. Each node
+// follows the journal and delivers each entry to its own sparks, in the
+// journal's order, this node's own writes included: a write reaches its
+// spark after a round trip to the broker, not at once, and while the
+// broker is away no spark receives anything: writes wait in the node's
+// queue (QueueBytes; over it they fail with ErrQueueFull) and are
+// delivered, in order, once it is back. For each resumable
+// spark the node stores a checkpoint in the session store, under the
+// spark's resume credentials, with the registry's expiry discipline
+// (primus.Recovery.Window plus Expiry, refreshed while the node lives):
+// how many messages the client confirmed and the journal offset of the
+// last of them, the spark's rooms there, and how many messages the spark
+// had received from the client. A node that gets a credential it does not
+// know takes the checkpoint (one node gets it), asks the node that held
+// the spark, if it answers within a second, to give it up (the spark ends
+// there with primus.ErrSparkMoved; the node answers with an exact
+// checkpoint once its own writes are in the journal), reads the journal
+// from the checkpoint on, once for every resume under way, skips what the
+// client has and writes it the rest.
+//
+// A spark resumed on another node is a new *primus.Spark with the old id
+// (Spark.Moved reports true): the connection handlers run again, since
+// handlers and context values lived in the other process; it is back in
+// its rooms before they run. Plugin state (emitter acknowledgements,
+// multiplex channels, substreams) does not move: those are the other
+// process's.
+//
+// A rolling deploy: on each node in turn, srv.ShutdownReconnect(ctx) (the
+// clients reconnect through the load balancer and resume on the other
+// nodes, which ask this one for their sparks), then c.Close(ctx), which
+// appends what is queued and stores the last checkpoints, then b.Close()
+// and the process exits. Nothing is lost or repeated either way.
+//
+// What a node that dies (killed, or cut off from the broker for good)
+// takes with it:
+//
+//   - the writes it had taken but not appended to the journal yet (its
+//     queue: normally what was written in the last milliseconds);
+//   - the count of messages received from each client since the client
+//     last confirmed what it received (every 64 messages and every
+//     heartbeat): the client writes those again, and the node where it
+//     resumes receives them a second time — at least once, not exactly
+//     once, for those;
+//   - the resumes it was serving at the time: their clients try again.
+//
+// And the journal's limits (Durability) bound how far back a resume can
+// go: a client whose checkpoint is older than what the journal keeps gets
+// a new spark (ErrRecoveryUnknown), as does one whose credential was issued
+// within the last moment before its node died (it may not be stored yet).
+// A resume after a node died waits up to a second for that node's answer
+// before it takes the stored checkpoint. Without a spark to resume, a
+// client's resume costs one read of the session store.
 //
 // # Registry
 //

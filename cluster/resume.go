@@ -1051,7 +1051,12 @@ func (n *jnode) store1(ctx context.Context) error {
 			continue
 		}
 		for k := range s.creds {
-			recs = append(recs, SessionRecord{Key: k, Data: b, Create: s.fresh[k]})
+			// Stored whether or not the record is there: one that another
+			// node took meanwhile is written again only until this node
+			// releases the spark, and that node then answers for its
+			// credentials (an update that checks first would cost a read
+			// per record).
+			recs = append(recs, SessionRecord{Key: k, Data: b, Create: true})
 			if s.fresh[k] {
 				created = append(created, made{s, k})
 			}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,12 +26,11 @@ import (
 // node restarted in turn, and each client must resume its spark elsewhere
 // and receive every message, exactly once, in order.
 func TestRecoveryAcrossNodes(t *testing.T, newEnv func(t testing.TB) *Env, clients int) {
+	// One after the other: each loads the machine.
 	t.Run("NodeKilled", func(t *testing.T) {
-		t.Parallel()
 		testResumeAfterKill(t, newEnv(t), clients)
 	})
 	t.Run("RollingRestart", func(t *testing.T) {
-		t.Parallel()
 		testRollingRestart(t, newEnv(t), clients)
 	})
 }
@@ -123,7 +123,8 @@ type rnode struct {
 	b     Backend
 	hs    *httptest.Server
 	proxy *tcpproxy.Proxy
-	down  atomic.Bool
+	use   sync.RWMutex // held by a writer while it writes through the node
+	down  bool         // under use
 }
 
 const rooms3 = 3
@@ -138,10 +139,18 @@ type recoveryCluster struct {
 	mu    sync.Mutex
 	nodes []*rnode
 	pings map[string]map[int]int // spark id → ping number → times handled
+	errs  []string               // the first errors the nodes reported
 }
 
 func newRecoveryCluster(t *testing.T, env *Env) *recoveryCluster {
 	rc := &recoveryCluster{t: t, env: env, ns: Namespace(), lb: newLB(t), pings: map[string]map[int]int{}}
+	t.Cleanup(func() {
+		if t.Failed() {
+			rc.mu.Lock()
+			t.Logf("the nodes reported: %q", rc.errs)
+			rc.mu.Unlock()
+		}
+	})
 	for i := range 3 {
 		rc.start(i)
 	}
@@ -157,7 +166,17 @@ func (rc *recoveryCluster) start(i int) *rnode {
 		t.Fatal(err)
 	}
 	n.srv = srv
-	n.c, err = cluster.New(srv, &cluster.Options{Broker: n.b, Registry: n.b, Recovery: true, Expiry: 3 * time.Second, Timeout: 2 * time.Second, NodeID: fmt.Sprintf("n%d-%d", i, time.Now().UnixNano()%1e6)})
+	id := fmt.Sprintf("n%d-%d", i, time.Now().UnixNano()%1e6)
+	n.c, err = cluster.New(srv, &cluster.Options{
+		Broker: n.b, Registry: n.b, Recovery: true, Expiry: 3 * time.Second, Timeout: 2 * time.Second, NodeID: id,
+		OnError: func(err error) {
+			rc.mu.Lock()
+			if len(rc.errs) < 20 {
+				rc.errs = append(rc.errs, id+": "+err.Error())
+			}
+			rc.mu.Unlock()
+		},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,16 +223,40 @@ func (rc *recoveryCluster) start(i int) *rnode {
 	return n
 }
 
-// live returns a node that is up, preferring the one at i.
-func (rc *recoveryCluster) live(i int) *rnode {
+// through calls f with a node that is up, preferring the one at i, and
+// reports whether there was one. The node stays up until f returns.
+func (rc *recoveryCluster) through(i int, f func(*rnode)) bool {
 	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	for k := range rc.nodes {
-		if n := rc.nodes[(i+k)%len(rc.nodes)]; n != nil && !n.down.Load() {
-			return n
+	nodes := slices.Clone(rc.nodes)
+	rc.mu.Unlock()
+	for k := range nodes {
+		n := nodes[(i+k)%len(nodes)]
+		if n == nil {
+			continue
+		}
+		n.use.RLock()
+		if !n.down {
+			f(n)
+			n.use.RUnlock()
+			return true
+		}
+		n.use.RUnlock()
+	}
+	return false
+}
+
+// stop takes node n out of the writers' rotation and waits until what was
+// written through it is in the journal: the writes of one writer then stay
+// in order when it moves to another node.
+func (rc *recoveryCluster) stop(n *rnode, flush bool) {
+	n.use.Lock()
+	n.down = true
+	n.use.Unlock()
+	if flush {
+		if err := n.c.Flush(bg(rc.t)); err != nil {
+			rc.t.Errorf("Flush: %v", err)
 		}
 	}
-	return nil
 }
 
 // rclient is a test client and what it received.
@@ -337,34 +380,34 @@ func (rc *recoveryCluster) flow(cl []*rclient) *traffic {
 	// another node, with the same number.
 	every(20*time.Millisecond, func() {
 		k := tr.b.Load() + 1
-		if n := rc.live(2); n != nil {
+		rc.through(2, func(n *rnode) {
 			if err := n.c.Write(fmt.Sprintf("b:%d", k)); err == nil {
 				tr.b.Store(k)
 			}
-		}
+		})
 	})
 	every(20*time.Millisecond, func() {
 		for r := range rooms3 {
 			k := tr.r[r].Load() + 1
-			if n := rc.live(1); n != nil {
+			rc.through(1, func(n *rnode) {
 				if err := n.rooms.Room(fmt.Sprintf("r%d", r)).Write(fmt.Sprintf("r%d:%d", r, k)); err == nil {
 					tr.r[r].Store(k)
 				}
-			}
+			})
 		}
 	})
 	next := 0
-	every(2*time.Millisecond, func() {
+	every(5*time.Millisecond, func() {
 		i := next % len(cl)
 		next++
 		k := tr.d[i].Load() + 1
-		if n := rc.live(1); n != nil {
+		rc.through(1, func(n *rnode) {
 			if err := n.c.WriteTo(cl[i].id, fmt.Sprintf("d:%d", k)); err == nil {
 				tr.d[i].Store(k)
 			}
-		}
+		})
 	})
-	every(100*time.Millisecond, func() {
+	every(200*time.Millisecond, func() {
 		for _, c := range cl {
 			c.mu.Lock()
 			c.pings++
@@ -518,7 +561,7 @@ func testResumeAfterKill(t *testing.T, env *Env, clients int) {
 	}
 	before := resumes(moving)
 	killed := time.Now()
-	victim.down.Store(true)
+	rc.stop(victim, false)
 	rc.lb.set(0, "")
 	env.Kill(victim.b)
 	victim.proxy.Cut()
@@ -549,7 +592,7 @@ func testRollingRestart(t *testing.T, env *Env, clients int) {
 		n := rc.nodes[i]
 		moving := onNode(n, cl)
 		before := resumes(moving)
-		n.down.Store(true)
+		rc.stop(n, true)
 		rc.lb.set(i, "")
 		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 		if err := n.srv.ShutdownReconnect(ctx); err != nil {
