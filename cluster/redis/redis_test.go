@@ -36,6 +36,19 @@ func newEnvOn(srv *clustertest.Redis) *clustertest.Env {
 			}
 			return b
 		},
+		ConnectJournal: func(t testing.TB, ns, addr string, small bool) clustertest.Backend {
+			dur := &redis.Durability{}
+			if small {
+				// Below 1,000, the journal is trimmed exactly: it keeps
+				// the last 100 entries.
+				dur.MaxLen = 100
+			}
+			b, err := redis.Connect("redis://"+addr, &redis.Options{Namespace: ns, Durable: dur})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
 	}
 }
 
@@ -66,6 +79,20 @@ func TestDirectory(t *testing.T) {
 func TestPresence(t *testing.T) {
 	t.Parallel()
 	clustertest.TestPresence(t, newEnv)
+}
+
+func TestJournal(t *testing.T) {
+	t.Parallel()
+	// The journal suite restarts Redis and expects it to keep what it
+	// acknowledged: persistence.
+	clustertest.TestJournal(t, func(t testing.TB) *clustertest.Env {
+		return newEnvOn(clustertest.StartRedisPersistent(t))
+	})
+}
+
+func TestSessions(t *testing.T) {
+	t.Parallel()
+	clustertest.TestSessions(t, newEnv(t))
 }
 
 func BenchmarkDirectory(b *testing.B) { clustertest.BenchmarkDirectory(b, newEnv) }
