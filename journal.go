@@ -3,6 +3,7 @@ package primus
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -59,6 +60,8 @@ type Journal interface {
 	// Ended is told that sp has ended for reason (ErrSparkMoved when
 	// JournalHost.Release gave it to another server).
 	Ended(sp *Spark, reason error)
+	// Kept is told that sp's kept values (Spark.Keep) changed.
+	Kept(sp *Spark)
 }
 
 // Handoff is a spark that Journal.Resume found on another server (or on
@@ -71,6 +74,8 @@ type Handoff struct {
 	Received uint64
 	// Missed are the messages the client has not received, in order.
 	Missed [][]byte
+	// Kept are the spark's kept values (Spark.Keep).
+	Kept map[string]string
 	// Bind is called once the spark is made and its missed messages are
 	// queued: the journal delivers to it from then on. Cancel is called
 	// instead when the resume fails after all.
@@ -145,6 +150,61 @@ func (s *Server) RecoveryOptions() (Recovery, bool) {
 	return *s.recovery, true
 }
 
+// MaxKept bounds the size of a spark's kept values (Spark.Keep): keys and
+// values together.
+const MaxKept = 4096
+
+// ErrKeptTooBig is returned by Spark.Keep when the spark's kept values would
+// go over MaxKept.
+var ErrKeptTooBig = errors.New("primus: kept values over MaxKept")
+
+// Keep stores a value with the spark that goes with it when it resumes on
+// another server (package cluster's Recovery carries it in the spark's
+// checkpoint): what the application must know of a spark wherever it is,
+// such as a user name. An empty value removes the key. A spark's kept
+// values are bounded by MaxKept; over it Keep returns ErrKeptTooBig.
+func (sp *Spark) Keep(key, value string) error {
+	sp.mu.Lock()
+	size := 0
+	for k, v := range sp.kept {
+		if k != key {
+			size += len(k) + len(v)
+		}
+	}
+	if value != "" && size+len(key)+len(value) > MaxKept {
+		sp.mu.Unlock()
+		return ErrKeptTooBig
+	}
+	if value == "" {
+		delete(sp.kept, key)
+	} else {
+		if sp.kept == nil {
+			sp.kept = map[string]string{}
+		}
+		sp.kept[key] = value
+	}
+	sp.mu.Unlock()
+	if j := sp.srv.journal; j != nil {
+		j.Kept(sp)
+	}
+	return nil
+}
+
+// Kept returns the value stored with Keep under key.
+func (sp *Spark) Kept(key string) (string, bool) {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	v, ok := sp.kept[key]
+	return v, ok
+}
+
+// KeptValues returns a copy of the spark's kept values.
+func (sp *Spark) KeptValues() map[string]string {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	return maps.Clone(sp.kept)
+}
+
 // Moved reports whether the spark was resumed from another server: its
 // connection handlers ran again here.
 func (sp *Spark) Moved() bool { return sp.moved }
@@ -178,6 +238,7 @@ func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cr
 	sp := newSpark(s, r, q, c)
 	sp.id = h.ID
 	sp.moved = true
+	sp.kept = maps.Clone(h.Kept)
 	if !s.admitSpark(sp, c) {
 		h.Cancel()
 		return true

@@ -49,6 +49,7 @@ type Spark struct {
 	rec    *sparkRecovery       // nil unless the spark is resumable (recovery.go)
 	rate   *sparkLimiter        // nil unless messages or bytes are limited (limits.go)
 	moved  bool                 // resumed from another server (journal.go)
+	kept   map[string]string    // Keep's values; guarded by mu
 	// admitted: the spark holds a place in the connection limits.
 	admitted bool
 

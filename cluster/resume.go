@@ -128,13 +128,14 @@ type era struct {
 
 // checkpoint is a spark's state at a point of the journal, as stored.
 type checkpoint struct {
-	Spark string   `json:"s"`
-	Node  string   `json:"n"` // holder now
-	Count uint64   `json:"c"` // data messages the client confirmed
-	Off   string   `json:"o"` // the journal offset of the last of them
-	Recv  uint64   `json:"r"` // data messages received from the client
-	Rooms []string `json:"m"` // at Off
-	Eras  []era    `json:"h"` // the holders from Off on, the last one now
+	Spark string            `json:"s"`
+	Node  string            `json:"n"`           // holder now
+	Count uint64            `json:"c"`           // data messages the client confirmed
+	Off   string            `json:"o"`           // the journal offset of the last of them
+	Recv  uint64            `json:"r"`           // data messages received from the client
+	Rooms []string          `json:"m"`           // at Off
+	Eras  []era             `json:"h"`           // the holders from Off on, the last one now
+	Kept  map[string]string `json:"k,omitempty"` // the spark's kept values
 }
 
 // mark is the journal offset of a spark's data message, by count.
@@ -157,20 +158,21 @@ type jspark struct {
 	rec    bool // resumable: counts and checkpoints are kept
 	broken bool // its checkpoints cannot be trusted any more (a gap)
 
-	eras    []era           // holders, the last one this node
-	rooms   map[string]bool // now
-	count   uint64          // data messages delivered
-	ring    []mark          // delivered, not confirmed
-	base    mark            // confirmed
-	bRooms  map[string]bool // at base
-	changes []roomChange    // after base
-	recv    uint64          // received from the client, stored
-	recvAt  pendingRecv     // a later count, stored once what its handlers wrote is in the journal
-	creds   map[string]bool // credential keys → stored once at least
-	fresh   map[string]bool // keys to store with Create
-	parting bool            // ended by a shutdown: resumable elsewhere
-	held    []heldEntry     // while a resume is bound: frames to deliver on Bind
-	waiting *[]rawEntry     // while a resume reads the journal: what came meanwhile
+	eras    []era             // holders, the last one this node
+	rooms   map[string]bool   // now
+	count   uint64            // data messages delivered
+	ring    []mark            // delivered, not confirmed
+	base    mark              // confirmed
+	bRooms  map[string]bool   // at base
+	changes []roomChange      // after base
+	recv    uint64            // received from the client, stored
+	recvAt  pendingRecv       // a later count, stored once what its handlers wrote is in the journal
+	creds   map[string]bool   // credential keys → stored once at least
+	fresh   map[string]bool   // keys to store with Create
+	parting bool              // ended by a shutdown: resumable elsewhere
+	kept    map[string]string // the spark\'s kept values, as last told
+	held    []heldEntry       // while a resume is bound: frames to deliver on Bind
+	waiting *[]rawEntry       // while a resume reads the journal: what came meanwhile
 	heldB   int64
 }
 
@@ -496,12 +498,23 @@ func (n *jnode) checkpoint(s *jspark) checkpoint {
 		s.base.off = n.settled
 		s.fold()
 	}
-	cp := checkpoint{Spark: s.id, Node: n.c.id, Count: s.base.count, Off: s.base.off.String(), Recv: s.recv, Eras: slices.Clone(s.eras)}
+	cp := checkpoint{Spark: s.id, Node: n.c.id, Count: s.base.count, Off: s.base.off.String(), Recv: s.recv, Eras: slices.Clone(s.eras), Kept: s.kept}
 	for r := range s.bRooms {
 		cp.Rooms = append(cp.Rooms, r)
 	}
 	slices.Sort(cp.Rooms)
 	return cp
+}
+
+// Kept (primus.Journal) stores the spark's kept values with its checkpoint.
+func (n *jnode) Kept(sp *primus.Spark) {
+	kept := sp.KeptValues()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.sparks[sp.ID()]; s != nil && s.sp == sp && s.rec {
+		s.kept = kept
+		n.dirty[s] = true
+	}
 }
 
 // Ended (primus.Journal) forgets a spark.
@@ -799,7 +812,7 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 		}
 	}
 	s.waiting = nil
-	s.count, s.base, s.ring, s.bRooms, s.changes, s.recv = count, base, ring, bRooms, changes, cp.Recv
+	s.count, s.base, s.ring, s.bRooms, s.changes, s.recv, s.kept = count, base, ring, bRooms, changes, cp.Recv, cp.Kept
 	if _, dup := n.sparks[s.id]; dup {
 		n.mu.Unlock()
 		return primus.Handoff{}, fmt.Errorf("cluster: spark %s is already on this node", s.id)
@@ -811,7 +824,7 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 	s.changes = changes // setRoom's are not changes: the rooms were there
 	n.mu.Unlock()
 
-	h = primus.Handoff{ID: s.id, Received: cp.Recv, Missed: missed}
+	h = primus.Handoff{ID: s.id, Received: cp.Recv, Missed: missed, Kept: cp.Kept}
 	h.Bind = func(sp *primus.Spark) { n.bind(s, sp, rooms) }
 	h.Cancel = func() {
 		n.mu.Lock()

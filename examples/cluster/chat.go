@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log"
 	"slices"
 	"strings"
@@ -66,6 +67,14 @@ const (
 func newChat(node string, srv *primus.Server, c *cluster.Cluster, r *rooms.Rooms) *chat {
 	ch := &chat{node: node, c: c, rooms: r, members: map[*primus.Spark]member{}}
 	srv.OnConnection(func(sp *primus.Spark) {
+		if name, ok := sp.Kept("name"); ok && sp.Moved() {
+			// Resumed from another node: the person is back, in their room.
+			room, _ := sp.Kept("room")
+			ch.mu.Lock()
+			ch.members[sp] = member{name, room}
+			ch.mu.Unlock()
+			log.Printf("%s: %s resumed in %s", ch.node, name, room)
+		}
 		sp.OnData(func(m *primus.Message) {
 			var ev event
 			if err := m.Decode(&ev); err != nil {
@@ -74,7 +83,17 @@ func newChat(node string, srv *primus.Server, c *cluster.Cluster, r *rooms.Rooms
 			}
 			ch.handle(sp, ev)
 		})
-		sp.OnEnd(func(error) { ch.leave(sp) })
+		sp.OnEnd(func(reason error) {
+			if errors.Is(reason, primus.ErrSparkMoved) || errors.Is(reason, primus.ErrServerClosed) {
+				// Resumed, or about to resume, on another node: the person
+				// has not left, this node only forgets them.
+				ch.mu.Lock()
+				delete(ch.members, sp)
+				ch.mu.Unlock()
+				return
+			}
+			ch.leave(sp)
+		})
 	})
 	c.Handle("chat", ch.hello)
 	return ch
@@ -92,22 +111,39 @@ func (ch *chat) handle(sp *primus.Spark, ev event) {
 			_ = sp.Write(event{Type: "error", Text: "pick a name (and a room) of 1 to 32 characters"})
 			return
 		}
-		ch.leave(sp)
-		if err := ch.rooms.Join(sp, room); err != nil {
-			return // the connection has ended
+		ch.mu.Lock()
+		old, known := ch.members[sp]
+		ch.mu.Unlock()
+		// The page joins again when it reconnects; a resumed spark is in
+		// the room already (on another node too: cluster Recovery), and
+		// the others saw no leave: nothing to announce.
+		again := known && old == member{name, room}
+		if !again {
+			ch.leave(sp)
+			if err := ch.rooms.Join(sp, room); err != nil {
+				return // the connection has ended
+			}
+			// What this node knows of the person goes with the spark if it
+			// resumes on another node.
+			_ = sp.Keep("name", name)
+			_ = sp.Keep("room", room)
 		}
 		ch.mu.Lock()
 		ch.members[sp] = member{name, room}
 		names := ch.namesIn(room)
 		ch.mu.Unlock()
-		log.Printf("%s: %s joined %s", ch.node, name, room)
+		if !again {
+			log.Printf("%s: %s joined %s", ch.node, name, room)
+		}
 		// The room's members on every node, from the cluster's directory
 		// (this join included).
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		count, _ := ch.rooms.CountAll(ctx, room)
 		cancel()
 		_ = sp.Write(event{Type: "welcome", Name: name, Room: room, Members: names, Node: ch.node, Count: count})
-		_ = ch.rooms.Room(room).Except(sp.ID()).Write(event{Type: "joined", Name: name, Room: room})
+		if !again {
+			_ = ch.rooms.Room(room).Except(sp.ID()).Write(event{Type: "joined", Name: name, Room: room})
+		}
 		if b, err := json.Marshal(hello{Room: room, Spark: sp.ID()}); err == nil {
 			_ = ch.c.Publish("chat", b)
 		}

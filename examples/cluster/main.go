@@ -18,6 +18,15 @@
 // A node that stops (Ctrl-C) leaves the registry at once; one that is killed
 // leaves it within the expiry (-expiry, 15 s by default).
 //
+// With several nodes, a load balancer in front of them (-lb, 127.0.0.1:8079
+// by default) sends each new connection to the next node: open it in the
+// browser windows instead. Sparks resume on any node (-recovery, on by
+// default: cluster Options.Recovery, with durable channels): send the
+// process SIGHUP (kill -HUP PID) and it restarts its nodes one after the
+// other, as a rolling deploy does — each node stops with ShutdownReconnect,
+// its people reconnect through the load balancer to the others and resume
+// there, with every message of their room, and a new node takes its place.
+//
 // Each node serves its Prometheus metrics at /metrics on its own port (the
 // cluster's under the node label), and its publish endpoint at
 // /primus/omega/supreme when -publish-password (or PRIMUS_PUBLISH_PASSWORD)
@@ -36,6 +45,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -62,6 +72,11 @@ type config struct {
 	redisURL string
 	expiry   time.Duration
 	password string // of the publish endpoint; empty: none
+	lb       string // the load balancer's address; empty: none
+	recovery bool   // sparks resume on any node
+	// restart, when it receives, restarts the nodes one after the other;
+	// run then prints "rolling restart done".
+	restart <-chan os.Signal
 }
 
 func main() {
@@ -72,10 +87,15 @@ func main() {
 	flag.StringVar(&cfg.redisURL, "redis", "", "Redis URL, to use Redis instead of NATS")
 	flag.DurationVar(&cfg.expiry, "expiry", 0, "how long a dead node stays in the registry (0: the cluster's default, 15s)")
 	flag.StringVar(&cfg.password, "publish-password", os.Getenv("PRIMUS_PUBLISH_PASSWORD"), "password (user omega) of the publish endpoint at /primus/omega/supreme; empty: no endpoint")
+	flag.StringVar(&cfg.lb, "lb", "127.0.0.1:8079", "address of a load balancer in front of the nodes of this process (empty: none)")
+	flag.BoolVar(&cfg.recovery, "recovery", true, "sparks resume on any node (durable channels and cluster Recovery)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	cfg.restart = hup
 	if err := run(ctx, cfg, os.Stdout); err != nil {
 		log.Fatal(err)
 	}
@@ -110,12 +130,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 
 	var nodes []*node
+	lb := &balancer{}
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, n := range nodes {
 			n.stop(sctx)
 		}
+		lb.close()
 	}()
 	for i := range cfg.nodes {
 		p := 0
@@ -127,9 +149,47 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			return err
 		}
 		nodes = append(nodes, n)
+		lb.set(i, n.ln.Addr().String())
 		fmt.Fprintf(out, "%s: open http://%s/ in a browser\n", n.name, n.ln.Addr())
 	}
-	<-ctx.Done()
+	if cfg.lb != "" && cfg.nodes > 1 {
+		if err := lb.listen(cfg.lb); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "load balancer: open http://%s/ in a browser\n", lb.ln.Addr())
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-cfg.restart:
+			if err := rollingRestart(ctx, cfg, nodes, lb); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "rolling restart done")
+		}
+	}
+}
+
+// rollingRestart restarts the nodes one after the other, on their
+// addresses: the load balancer stops sending it connections, ShutdownReconnect
+// closes its connections (their clients reconnect through the load
+// balancer to the other nodes, and resume there), its cluster appends what
+// is queued and leaves, and a new node takes its place.
+func rollingRestart(ctx context.Context, cfg config, nodes []*node, lb *balancer) error {
+	for i, n := range nodes {
+		log.Printf("%s: restarting", n.name)
+		lb.set(i, "")
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n.restart(sctx)
+		cancel()
+		m, err := startNode(cfg, n.name, n.ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		nodes[i] = m
+		lb.set(i, m.ln.Addr().String())
+	}
 	return nil
 }
 
@@ -151,9 +211,14 @@ func startNode(cfg config, name, addr string) (*node, error) {
 		cluster.Registry
 	}
 	var err error
-	if cfg.redisURL != "" {
+	switch {
+	case cfg.redisURL != "" && cfg.recovery:
+		be, err = redis.Connect(cfg.redisURL, &redis.Options{Durable: &redis.Durability{}})
+	case cfg.redisURL != "":
 		be, err = redis.Connect(cfg.redisURL, nil)
-	} else {
+	case cfg.recovery:
+		be, err = nats.Connect(cfg.natsURL, &nats.Options{Durable: &nats.Durability{MaxAge: 10 * time.Minute}})
+	default:
 		be, err = nats.Connect(cfg.natsURL, nil)
 	}
 	if err != nil {
@@ -169,7 +234,11 @@ func startNode(cfg config, name, addr string) (*node, error) {
 		_ = be.Close()
 		return nil, err
 	}
-	if n.srv, err = primus.New(&primus.Options{Observer: m}); err != nil {
+	var rec *primus.Recovery
+	if cfg.recovery {
+		rec = &primus.Recovery{}
+	}
+	if n.srv, err = primus.New(&primus.Options{Observer: m, Recovery: rec}); err != nil {
 		_ = be.Close()
 		return nil, err
 	}
@@ -177,6 +246,7 @@ func startNode(cfg config, name, addr string) (*node, error) {
 		Broker:   be,
 		Registry: be,
 		Expiry:   cfg.expiry,
+		Recovery: cfg.recovery,
 		OnError:  func(err error) { log.Printf("%s: cluster: %v", name, err) },
 	})
 	if err != nil {
@@ -236,6 +306,102 @@ func (n *node) stop(ctx context.Context) {
 	_ = n.c.Close(ctx)
 	_ = n.srv.Shutdown(ctx)
 	_ = n.backend.Close()
+}
+
+// restart stops the node for a restart: its clients reconnect elsewhere,
+// and resume there with recovery.
+func (n *node) restart(ctx context.Context) {
+	_ = n.srv.ShutdownReconnect(ctx)
+	_ = n.c.Close(ctx)
+	_ = n.hs.Shutdown(ctx)
+	<-n.served
+	_ = n.backend.Close()
+}
+
+// balancer is a TCP load balancer: each new connection goes to the next
+// node that is up, round robin (a stand-in for the one in front of a real
+// deployment).
+type balancer struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	nodes []string // "" while a node restarts
+	next  int
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup
+}
+
+func (b *balancer) set(i int, addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for len(b.nodes) <= i {
+		b.nodes = append(b.nodes, "")
+	}
+	b.nodes[i] = addr
+}
+
+func (b *balancer) listen(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	b.ln = ln
+	b.conns = map[net.Conn]struct{}{}
+	b.wg.Add(1)
+	go b.serve()
+	return nil
+}
+
+func (b *balancer) serve() {
+	defer b.wg.Done()
+	for {
+		c, err := b.ln.Accept()
+		if err != nil {
+			return
+		}
+		b.mu.Lock()
+		var to string
+		for range b.nodes {
+			b.next = (b.next + 1) % len(b.nodes)
+			if to = b.nodes[b.next]; to != "" {
+				break
+			}
+		}
+		b.mu.Unlock()
+		s, err := net.DialTimeout("tcp", to, 5*time.Second)
+		if err != nil {
+			_ = c.Close()
+			continue
+		}
+		b.mu.Lock()
+		b.conns[c], b.conns[s] = struct{}{}, struct{}{}
+		b.mu.Unlock()
+		b.wg.Add(2)
+		go b.pipe(s, c)
+		go b.pipe(c, s)
+	}
+}
+
+func (b *balancer) pipe(dst, src net.Conn) {
+	defer b.wg.Done()
+	_, _ = io.Copy(dst, src)
+	_ = dst.Close()
+	b.mu.Lock()
+	delete(b.conns, src)
+	b.mu.Unlock()
+}
+
+// close stops the balancer and its connections.
+func (b *balancer) close() {
+	if b.ln == nil {
+		return
+	}
+	_ = b.ln.Close()
+	b.mu.Lock()
+	for c := range b.conns {
+		_ = c.Close()
+	}
+	b.mu.Unlock()
+	b.wg.Wait()
 }
 
 // embeddedNATS starts a NATS server with JetStream on a free loopback port,
