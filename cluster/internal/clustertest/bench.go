@@ -54,9 +54,13 @@ func (c *counter) wait(want int64) {
 
 // benchNode starts a server (heartbeats off) with benchClients raw WebSocket
 // clients that count what they read, all stopped when the benchmark ends.
-func benchNode(b *testing.B, cnt *counter) *primus.Server {
+func benchNode(b *testing.B, cnt *counter, recovery bool) *primus.Server {
 	b.Helper()
-	srv, err := primus.New(&primus.Options{PingInterval: -1, SendQueueBytes: 64 << 20})
+	var rec *primus.Recovery
+	if recovery {
+		rec = &primus.Recovery{}
+	}
+	srv, err := primus.New(&primus.Options{PingInterval: -1, SendQueueBytes: 64 << 20, Recovery: rec})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,14 +115,14 @@ func benchNode(b *testing.B, cnt *counter) *primus.Server {
 func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
 	b.Run("1node", func(b *testing.B) {
 		cnt := &counter{reached: make(chan struct{}, 1)}
-		srv := benchNode(b, cnt)
+		srv := benchNode(b, cnt, false)
 		run(b, cnt, benchClients, func(m benchMsg) error { return srv.Write(m) })
 	})
 	b.Run("3nodes", func(b *testing.B) {
 		env := newEnv(b)
-		benchNodes(b, func(ns string) Backend { return env.connect(b, ns) })
+		benchNodes(b, func(ns string) Backend { return env.connect(b, ns) }, false)
 	})
-	b.Run("3nodes-durable", func(b *testing.B) {
+	durable := func(b *testing.B, recovery bool) {
 		env := newEnv(b)
 		if env.ConnectDurable == nil {
 			b.Skip("this backend has no durable channels")
@@ -127,20 +131,24 @@ func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
 			be := env.ConnectDurable(b, ns, env.Addr)
 			b.Cleanup(func() { _ = be.Close() })
 			return be
-		})
-	})
+		}, recovery)
+	}
+	b.Run("3nodes-durable", func(b *testing.B) { durable(b, false) })
+	// Recovery on any node: every delivery, this node's too, through the
+	// journal.
+	b.Run("3nodes-journal", func(b *testing.B) { durable(b, true) })
 }
 
 // benchNodes runs the broadcast benchmark on three nodes whose backends
 // connect makes.
-func benchNodes(b *testing.B, connect func(ns string) Backend) {
+func benchNodes(b *testing.B, connect func(ns string) Backend, recovery bool) {
 	ns := Namespace()
 	cnt := &counter{reached: make(chan struct{}, 1)}
 	var first *cluster.Cluster
 	for i := range 3 {
-		srv := benchNode(b, cnt)
+		srv := benchNode(b, cnt, recovery)
 		be := connect(ns)
-		c, err := cluster.New(srv, &cluster.Options{Broker: be, Registry: be})
+		c, err := cluster.New(srv, &cluster.Options{Broker: be, Registry: be, Recovery: recovery})
 		if err != nil {
 			b.Fatal(err)
 		}
