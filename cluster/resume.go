@@ -896,7 +896,7 @@ func (c *Cluster) WriteRoom(room string, except []string, data []byte) (bool, er
 // takeRetry is how long a resume looks for a checkpoint that is not in
 // the store: its credential may have been issued a moment ago, on a node
 // that has not stored it yet.
-const takeRetry = 500 * time.Millisecond
+const takeRetry = time.Second
 
 // take takes the checkpoint stored under key.
 func (n *jnode) take(ctx context.Context, key string) ([]byte, error) {
@@ -1086,13 +1086,6 @@ func (n *jnode) store1(ctx context.Context) error {
 	n.deleted = nil
 	n.mu.Unlock()
 	var errs []error
-	if len(del) > 0 {
-		if err := n.store.DeleteSessions(ctx, del); err != nil {
-			err = fmt.Errorf("cluster: failed to delete resume checkpoints: %w", err)
-			n.c.rep.fail("sessions", err, 0)
-			errs = append(errs, err)
-		}
-	}
 	var failed bool
 	for len(recs) > 0 {
 		k := min(len(recs), maxBatch)
@@ -1105,6 +1098,17 @@ func (n *jnode) store1(ctx context.Context) error {
 		}
 		n.c.rep.ok("sessions")
 		recs = recs[k:]
+	}
+	// Deletions after the saves (a client may need a new checkpoint at once;
+	// an old one left over expires), each with a time of its own.
+	if len(del) > 0 {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), n.c.timeout)
+		if err := n.store.DeleteSessions(dctx, del); err != nil {
+			err = fmt.Errorf("cluster: failed to delete resume checkpoints: %w", err)
+			n.c.rep.fail("sessions", err, 0)
+			errs = append(errs, err)
+		}
+		cancel()
 	}
 	n.mu.Lock()
 	if failed {

@@ -30,6 +30,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -285,7 +286,11 @@ func (b *Backend) TakeSession(ctx context.Context, key string) ([]byte, error) {
 	return nil, fmt.Errorf("nats: session %s not taken: it changed %d times while taking", key, sessionAttempts)
 }
 
-// DeleteSessions removes the keys' records (purging their subjects).
+// deleteParallel bounds the purge requests DeleteSessions has in flight.
+const deleteParallel = 16
+
+// DeleteSessions removes the keys' records (purging their subjects, a
+// request each, up to deleteParallel at once).
 func (b *Backend) DeleteSessions(ctx context.Context, keys []string) error {
 	if len(keys) == 0 {
 		return nil
@@ -297,10 +302,30 @@ func (b *Backend) DeleteSessions(ctx context.Context, keys []string) error {
 	if err != nil {
 		return err
 	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	sem := make(chan struct{}, deleteParallel)
 	for _, k := range keys {
-		if err := st.Purge(ctx, jetstream.WithPurgeSubject(r.sessionSubject(k))); err != nil {
-			return r.sessionFailed(fmt.Errorf("nats: failed to delete session %s: %w", k, err))
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := st.Purge(ctx, jetstream.WithPurgeSubject(r.sessionSubject(k))); err != nil {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("nats: failed to delete session %s: %w", k, err)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if first != nil {
+		return r.sessionFailed(first)
 	}
 	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http/httptest"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -378,7 +380,7 @@ func (rc *recoveryCluster) flow(cl []*rclient) *traffic {
 	}
 	// A write that fails (its node is closing) is made again, through
 	// another node, with the same number.
-	every(20*time.Millisecond, func() {
+	every(50*time.Millisecond, func() {
 		k := tr.b.Load() + 1
 		rc.through(2, func(n *rnode) {
 			if err := n.c.Write(fmt.Sprintf("b:%d", k)); err == nil {
@@ -386,7 +388,7 @@ func (rc *recoveryCluster) flow(cl []*rclient) *traffic {
 			}
 		})
 	})
-	every(20*time.Millisecond, func() {
+	every(50*time.Millisecond, func() {
 		for r := range rooms3 {
 			k := tr.r[r].Load() + 1
 			rc.through(1, func(n *rnode) {
@@ -397,7 +399,7 @@ func (rc *recoveryCluster) flow(cl []*rclient) *traffic {
 		}
 	})
 	next := 0
-	every(5*time.Millisecond, func() {
+	every(10*time.Millisecond, func() {
 		i := next % len(cl)
 		next++
 		k := tr.d[i].Load() + 1
@@ -407,7 +409,7 @@ func (rc *recoveryCluster) flow(cl []*rclient) *traffic {
 			}
 		})
 	})
-	every(200*time.Millisecond, func() {
+	every(500*time.Millisecond, func() {
 		for _, c := range cl {
 			c.mu.Lock()
 			c.pings++
@@ -437,14 +439,16 @@ func (rc *recoveryCluster) check(cl []*rclient, tr *traffic, dupEchoes bool) {
 		return c.last["b"] == int(tr.b.Load()) && c.last[fmt.Sprintf("r%d", c.room)] == int(tr.r[c.room].Load()) &&
 			c.last["d"] == int(tr.d[i].Load()) && len(c.echo) == c.pings
 	}
-	deadline := time.Now().Add(Timeout)
+	deadline := time.Now().Add(2 * Timeout)
 	for i, c := range cl {
 		for !done(c, i) {
 			if time.Now().After(deadline) {
 				c.mu.Lock()
-				t.Fatalf("client %d (%s) has b:%d/%d, r%d:%d/%d, d:%d/%d, %d/%d echoes; resumes %v; errors %v", i, c.id,
+				msg := fmt.Sprintf("client %d (%s) has b:%d/%d, r%d:%d/%d, d:%d/%d, %d/%d echoes; resumes %v; errors %v", i, c.id,
 					c.last["b"], tr.b.Load(), c.room, c.last[fmt.Sprintf("r%d", c.room)], tr.r[c.room].Load(),
 					c.last["d"], tr.d[i].Load(), len(c.echo), c.pings, c.resum, c.errs)
+				c.mu.Unlock()
+				t.Fatal(msg)
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -455,7 +459,7 @@ func (rc *recoveryCluster) check(cl []*rclient, tr *traffic, dupEchoes bool) {
 		if len(c.errs) > 0 {
 			t.Errorf("client %d (%s): %v", i, c.id, c.errs)
 		}
-		if c.first["d"] != 1 {
+		if tr.d[i].Load() > 0 && c.first["d"] != 1 {
 			t.Errorf("client %d: first write by id d:%d, want d:1", i, c.first["d"])
 		}
 		for k, n := range c.echo {
@@ -524,17 +528,34 @@ func onNode(n *rnode, cl []*rclient) []*rclient {
 // resumed waits until every client in cl has resumed once more than it
 // had.
 func waitResumed(t *testing.T, cl []*rclient, before map[*rclient]int) {
-	Eventually(t, Timeout, "every client of the node resumed elsewhere", func() bool {
+	deadline := time.Now().Add(2 * Timeout)
+	for {
+		var late []string
 		for _, c := range cl {
 			c.mu.Lock()
-			n := len(c.resum)
-			c.mu.Unlock()
-			if n <= before[c] {
-				return false
+			if len(c.resum) <= before[c] {
+				select {
+				case <-c.c.Done():
+					late = append(late, fmt.Sprintf("%s (ended: %v)", c.id, c.c.Err()))
+				default:
+					late = append(late, fmt.Sprintf("%s (%d resumes)", c.id, len(c.resum)))
+				}
 			}
+			c.mu.Unlock()
 		}
-		return true
-	})
+		if len(late) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			f, err := os.CreateTemp("", "primus-resume-goroutines-*.txt")
+			if err == nil {
+				_ = pprof.Lookup("goroutine").WriteTo(f, 2)
+				_ = f.Close()
+			}
+			t.Fatalf("%d of %d clients did not resume elsewhere within %v: %v (goroutines in %s)", len(late), len(cl), 2*Timeout, late, f.Name())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func resumes(cl []*rclient) map[*rclient]int {
@@ -598,7 +619,9 @@ func testRollingRestart(t *testing.T, env *Env, clients int) {
 		if err := n.srv.ShutdownReconnect(ctx); err != nil {
 			t.Errorf("ShutdownReconnect: %v", err)
 		}
+		cancel()
 		waitResumed(t, moving, before)
+		ctx, cancel = context.WithTimeout(context.Background(), Timeout)
 		if err := n.c.Close(ctx); err != nil {
 			t.Errorf("Close: %v", err)
 		}
