@@ -62,6 +62,9 @@ type Journal interface {
 	Ended(sp *Spark, reason error)
 	// Kept is told that sp's kept values (Spark.Keep) changed.
 	Kept(sp *Spark)
+	// AppendEnd takes Spark.End: the journal ends the spark with
+	// JournalHost.End once it has delivered what was written before.
+	AppendEnd(sp *Spark) error
 }
 
 // Handoff is a spark that Journal.Resume found on another server (or on
@@ -102,6 +105,23 @@ func (s *Server) SetJournal(j Journal) *JournalHost {
 // without a journal would; it never blocks.
 func (h *JournalHost) Deliver(sp *Spark, data []byte) error {
 	return sp.enqueue(data, false, false)
+}
+
+// End ends the spark as Spark.End does without a journal: what is queued
+// is written, then "primus::server::close", then the connection closes.
+func (h *JournalHost) End(sp *Spark) error {
+	b, err := sp.srv.parser.Encode(serverClose)
+	if err != nil {
+		return err
+	}
+	sp.mu.Lock()
+	dropped := sp.state == stateDropped
+	sp.mu.Unlock()
+	if dropped {
+		sp.endDropped(nil, dropEnded)
+		return nil
+	}
+	return sp.enqueue(b, true, true)
 }
 
 // Release ends a resumable spark because its client is resuming it on

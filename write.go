@@ -104,6 +104,10 @@ func (sp *Spark) End() error {
 		sp.endDropped(nil, dropEnded)
 		return nil
 	}
+	if j := sp.srv.journal; j != nil {
+		// After the messages written before, which are in the journal.
+		return j.AppendEnd(sp)
+	}
 	return sp.enqueue(b, true, true)
 }
 

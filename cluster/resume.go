@@ -52,6 +52,7 @@ const (
 	jRoom  byte = 'r' // to a room's members: room, except count, except ids, payload
 	jJoin  byte = 'j' // a spark joined a room: spark, epoch, room
 	jLeave byte = 'l' // a spark left a room: spark, epoch, room
+	jEnd   byte = 'e' // a spark ends (Spark.End): spark, epoch
 )
 
 const jVersion = 1
@@ -71,7 +72,7 @@ func appendJEntry(kind byte, name string, epoch uint64, room string, except []st
 	b = append(b, jVersion, kind)
 	b = appendString(b, name)
 	switch kind {
-	case jSpark:
+	case jSpark, jEnd:
 		b = binary.AppendUvarint(b, epoch)
 	case jRoom:
 		b = binary.AppendUvarint(b, uint64(len(except)))
@@ -95,7 +96,7 @@ func parseJEntry(data []byte) (jentry, bool) {
 	e.name = r.str()
 	switch e.kind {
 	case jAll, jNode:
-	case jSpark:
+	case jSpark, jEnd:
 		e.epoch = r.num()
 	case jRoom:
 		n := r.num()
@@ -376,6 +377,20 @@ func (n *jnode) Append(sp *primus.Spark, data []byte) error {
 	return n.append(appendJEntry(jSpark, sp.ID(), epoch, "", nil, data))
 }
 
+// AppendEnd (primus.Journal) journals a spark's End, after its writes.
+func (n *jnode) AppendEnd(sp *primus.Spark) error {
+	n.mu.Lock()
+	var epoch uint64
+	if s := n.sparks[sp.ID()]; s != nil && s.sp == sp {
+		epoch = s.epoch()
+	}
+	n.mu.Unlock()
+	if epoch == 0 {
+		return n.host.End(sp) // not journaled: nothing to wait for
+	}
+	return n.append(appendJEntry(jEnd, sp.ID(), epoch, "", nil, nil))
+}
+
 // member journals a room join or leave of a spark of this node.
 func (n *jnode) member(id, room string, join bool) {
 	n.mu.Lock()
@@ -607,6 +622,16 @@ func (n *jnode) entry(off Offset, data []byte) {
 		if s := n.sparks[e.name]; s != nil && accepts(s.eras, e.epoch, off) {
 			n.setRoom(s, off, e.room, e.kind == jJoin)
 		}
+	case jEnd:
+		if s := n.sparks[e.name]; s != nil && s.sp != nil && s.held == nil && accepts(s.eras, e.epoch, off) {
+			sp := s.sp
+			n.mu.Unlock()
+			_ = n.host.End(sp)
+			n.mu.Lock()
+			n.settled = off
+			n.mu.Unlock()
+			return
+		}
 	}
 	n.c.stats.received.Add(1)
 	var deliver []*jspark
@@ -715,6 +740,11 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 			delete(n.waiting, s.id)
 		}
 		n.mu.Unlock()
+		if !errors.Is(err, primus.ErrRecoveryUnknown) && !errors.Is(err, primus.ErrRecoveryOverflow) {
+			// Not the spark's fault (this node closes, the broker is
+			// slow): the checkpoint goes back, for the client's next try.
+			n.putBack(credKey(cred), &cp)
+		}
 		return primus.Handoff{}, err
 	}
 	rooms := map[string]bool{}
@@ -730,8 +760,15 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 	var ring []mark
 	var missed [][]byte
 	var missedBytes int64
+	var ended bool
 	apply := func(off Offset, e *jentry) bool {
 		switch e.kind {
+		case jEnd:
+			if e.name == s.id && accepts(cp.Eras, e.epoch, off) {
+				ended = true // the application ended it: nothing to resume
+				return false
+			}
+			return true
 		case jJoin, jLeave:
 			if e.name == s.id && accepts(cp.Eras, e.epoch, off) && rooms[e.room] != (e.kind == jJoin) {
 				if e.kind == jJoin {
@@ -776,6 +813,8 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 		return fail(primus.ErrRecoveryUnknown)
 	case req.err != nil:
 		return fail(fmt.Errorf("cluster: failed to read the journal: %w", req.err))
+	case ended:
+		return fail(primus.ErrRecoveryUnknown)
 	case req.overflow:
 		return fail(primus.ErrRecoveryOverflow)
 	case count < received:
@@ -891,6 +930,19 @@ func (c *Cluster) WriteRoom(room string, except []string, data []byte) (bool, er
 		return false, nil
 	}
 	return true, c.jn.append(appendJEntry(jRoom, room, 0, "", except, data))
+}
+
+// putBack stores a checkpoint taken for a resume that could not finish.
+func (n *jnode) putBack(key string, cp *checkpoint) {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), n.c.timeout)
+	defer cancel()
+	if _, err := n.store.SaveSessions(ctx, []SessionRecord{{Key: key, Data: b, Create: true}}, n.ttl); err != nil {
+		n.c.log.Warn("cluster: a resume checkpoint could not be put back", "spark", cp.Spark, "error", err)
+	}
 }
 
 // takeRetry is how long a resume looks for a checkpoint that is not in

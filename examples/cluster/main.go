@@ -18,14 +18,19 @@
 // A node that stops (Ctrl-C) leaves the registry at once; one that is killed
 // leaves it within the expiry (-expiry, 15 s by default).
 //
-// With several nodes, a load balancer in front of them (-lb, 127.0.0.1:8079
-// by default) sends each new connection to the next node: open it in the
-// browser windows instead. Sparks resume on any node (-recovery, on by
-// default: cluster Options.Recovery, with durable channels): send the
-// process SIGHUP (kill -HUP PID) and it restarts its nodes one after the
-// other, as a rolling deploy does — each node stops with ShutdownReconnect,
-// its people reconnect through the load balancer to the others and resume
+// A rolling deploy with nothing lost:
+//
+//	go run ./examples/cluster -recovery -lb 127.0.0.1:8079
+//
+// puts a load balancer in front of the nodes (it sends each new connection
+// to the next node: open it in the browser windows instead) and makes
+// sparks resume on any node (cluster Options.Recovery, with durable
+// channels). Send the process SIGHUP (kill -HUP PID) and it restarts its
+// nodes one after the other — each node stops with ShutdownReconnect, its
+// people reconnect through the load balancer to the others and resume
 // there, with every message of their room, and a new node takes its place.
+// With recovery, a person who closes the page leaves when the recovery
+// window (2 minutes) ends: a closed page looks like a lost connection.
 //
 // Each node serves its Prometheus metrics at /metrics on its own port (the
 // cluster's under the node label), and its publish endpoint at
@@ -87,8 +92,8 @@ func main() {
 	flag.StringVar(&cfg.redisURL, "redis", "", "Redis URL, to use Redis instead of NATS")
 	flag.DurationVar(&cfg.expiry, "expiry", 0, "how long a dead node stays in the registry (0: the cluster's default, 15s)")
 	flag.StringVar(&cfg.password, "publish-password", os.Getenv("PRIMUS_PUBLISH_PASSWORD"), "password (user omega) of the publish endpoint at /primus/omega/supreme; empty: no endpoint")
-	flag.StringVar(&cfg.lb, "lb", "127.0.0.1:8079", "address of a load balancer in front of the nodes of this process (empty: none)")
-	flag.BoolVar(&cfg.recovery, "recovery", true, "sparks resume on any node (durable channels and cluster Recovery)")
+	flag.StringVar(&cfg.lb, "lb", "", "address of a load balancer in front of the nodes of this process, such as 127.0.0.1:8079 (empty: none)")
+	flag.BoolVar(&cfg.recovery, "recovery", false, "sparks resume on any node (durable channels and cluster Recovery)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -189,9 +194,20 @@ func rollingRestart(ctx context.Context, cfg config, nodes []*node, lb *balancer
 		}
 		nodes[i] = m
 		lb.set(i, m.ln.Addr().String())
+		// A deploy waits for the new node to be healthy, and for the
+		// clients of the one it replaced to have settled elsewhere,
+		// before it moves on.
+		select {
+		case <-time.After(rollPause):
+		case <-ctx.Done():
+			return nil
+		}
 	}
 	return nil
 }
+
+// rollPause is the pause between two nodes of a rolling restart.
+const rollPause = time.Second
 
 // node is one chat server of the cluster.
 type node struct {
