@@ -109,20 +109,7 @@ func (h *JournalHost) Deliver(sp *Spark, data []byte) error {
 
 // End ends the spark as Spark.End does without a journal: what is queued
 // is written, then "primus::server::close", then the connection closes.
-func (h *JournalHost) End(sp *Spark) error {
-	b, err := sp.srv.parser.Encode(serverClose)
-	if err != nil {
-		return err
-	}
-	sp.mu.Lock()
-	dropped := sp.state == stateDropped
-	sp.mu.Unlock()
-	if dropped {
-		sp.endDropped(nil, dropEnded)
-		return nil
-	}
-	return sp.enqueue(b, true, true)
-}
+func (h *JournalHost) End(sp *Spark) error { return sp.end(false) }
 
 // Release ends a resumable spark because its client is resuming it on
 // another server: its connection, if it still has one, is closed, and it

@@ -93,6 +93,12 @@ func (sp *Spark) Write(v any) error {
 // returns at once; Done tells when the spark has ended. A dropped spark
 // (recovery) ends at once.
 func (sp *Spark) End() error {
+	return sp.end(true)
+}
+
+// end is End; journaled, an open spark's end goes through the journal,
+// after the messages written before, which are in it.
+func (sp *Spark) end(journaled bool) error {
 	b, err := sp.srv.parser.Encode(serverClose)
 	if err != nil {
 		return err
@@ -104,8 +110,7 @@ func (sp *Spark) End() error {
 		sp.endDropped(nil, dropEnded)
 		return nil
 	}
-	if j := sp.srv.journal; j != nil {
-		// After the messages written before, which are in the journal.
+	if j := sp.srv.journal; j != nil && journaled {
 		return j.AppendEnd(sp)
 	}
 	return sp.enqueue(b, true, true)

@@ -349,12 +349,19 @@ func (n *jnode) Opened(sp *primus.Spark) {
 
 // spark returns sp's jspark, made when needed; n.mu is held.
 func (n *jnode) spark(sp *primus.Spark) *jspark {
+	// s.sp is set once, from nil, before the spark is delivered to (a
+	// resumed spark's deliveries are held until it is bound): the
+	// follower reads it without the lock.
 	if s := n.sparks[sp.ID()]; s != nil && (s.sp == sp || s.sp == nil) {
-		s.sp = sp
+		if s.sp == nil {
+			s.sp = sp
+		}
 		return s
 	}
 	if s := n.waiting[sp.ID()]; s != nil {
-		s.sp = sp
+		if s.sp == nil {
+			s.sp = sp
+		}
 		return s
 	}
 	return &jspark{sp: sp, id: sp.ID(), rooms: map[string]bool{}, bRooms: map[string]bool{}, creds: map[string]bool{}, fresh: map[string]bool{}}
@@ -880,7 +887,9 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 func (n *jnode) bind(s *jspark, sp *primus.Spark, rooms map[string]bool) {
 	for {
 		n.mu.Lock()
-		s.sp = sp
+		if s.sp == nil {
+			s.sp = sp
+		}
 		held := s.held
 		if len(held) == 0 {
 			s.held = nil

@@ -268,8 +268,17 @@ func TestHeartbeat(t *testing.T) {
 	c := e.rawDial(t, "", nil)
 	recv(t, e.conns, "the silent spark")
 	go func() { _ = drain(c) }()
-	if err := recv(t, e.ends, "the silent spark's end"); !errors.Is(err, primus.ErrHeartbeatTimeout) {
-		t.Fatalf("ended with %v, want ErrHeartbeatTimeout", err)
+	for {
+		err := recv(t, e.ends, "the silent spark's end")
+		if errors.Is(err, primus.ErrHeartbeatTimeout) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("ended with %v, want ErrHeartbeatTimeout", err)
+		}
+		// nil: the answering client went away (its own ping timeout is
+		// 1.5 intervals, 30 ms, which a loaded machine can miss), not the
+		// silent one.
 	}
 	expect(t, e.reg, 1, "primus_connections_closed_total", "transformer", tr, "reason", "heartbeat_timeout")
 }
