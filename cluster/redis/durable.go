@@ -23,7 +23,7 @@ import (
 // from Redis catches up on what it missed when it is back, within what the
 // stream keeps; what the trimming removed before a node read it is lost for
 // that node, and counted (cluster.Stats.Gaps, from XINFO STREAM's
-// max-deleted-entry-id: Redis 7 or later). Across a Redis restart, the
+// entries-added and first entry: Redis 7 or later). Across a Redis restart, the
 // streams survive only with Redis persistence (appendonly). The zero value
 // of every field means its documented default.
 type Durability struct {
@@ -124,7 +124,7 @@ func (d *durable) publish(ctx context.Context, msgs []cluster.Message) error {
 // subscribe reads the channel's stream from its end, in a goroutine of its
 // own, until closed.
 func (d *durable) subscribe(ctx context.Context, channel string, f func([]byte)) (cluster.Subscription, error) {
-	s := &durableSub{d: d, key: d.key(channel), f: f, done: make(chan struct{}), exited: make(chan struct{})}
+	s := &durableSub{d: d, key: d.key(channel), f: f, added: -1, done: make(chan struct{}), exited: make(chan struct{})}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -135,9 +135,7 @@ func (d *durable) subscribe(ctx context.Context, channel string, f func([]byte))
 	// The position to read after: the stream's last entry now, so that
 	// what is appended from now on is delivered. When Redis cannot be
 	// reached, the read loop finds it when Redis is back.
-	if last, err := s.tail(ctx); err == nil {
-		s.last = last
-	} else {
+	if err := s.tail(ctx); err != nil {
 		d.b.log.Warn("redis: stream subscription deferred: Redis unreachable", "channel", channel, "error", err)
 	}
 	go s.read()
@@ -150,10 +148,22 @@ func (d *durable) close() {
 	subs := d.subs
 	d.subs = nil
 	d.mu.Unlock()
+	// All stopped at once, then waited for: a read blocked in XREAD ends
+	// within Block.
 	for s := range subs {
-		_ = s.Close()
+		s.closeOnce.Do(func() { close(s.done) })
+	}
+	for s := range subs {
+		<-s.exited
 	}
 }
+
+// readBatch is how many entries one XREAD returns at most.
+const readBatch = 512
+
+// checkEvery is how often, at least, a subscription checks whether the
+// stream trimmed entries it had not read.
+const checkEvery = time.Second
 
 // durableSub reads one channel's stream.
 type durableSub struct {
@@ -161,22 +171,33 @@ type durableSub struct {
 	key  string
 	f    func([]byte)
 	last string // the id of the last entry delivered (or read past); "" before the first read
+	// added is how many entries the stream had had when last was its
+	// last (XINFO STREAM's entries-added); -1 when unknown.
+	added int64
 
 	closeOnce sync.Once
 	done      chan struct{}
 	exited    chan struct{}
 }
 
-// tail returns the id of the stream's last entry ("0-0" when it is empty).
-func (s *durableSub) tail(ctx context.Context) (string, error) {
-	ents, err := s.d.b.rdb.XRevRangeN(ctx, s.key, "+", "-", 1).Result()
+// tail sets the position to the stream's end ("0-0" when there is no
+// stream yet).
+func (s *durableSub) tail(ctx context.Context) error {
+	info, err := s.d.b.rdb.XInfoStream(ctx, s.key).Result()
+	if isNoStream(err) {
+		s.last, s.added = "0-0", 0
+		return nil
+	}
 	if err != nil {
-		return "", err
+		return err
 	}
-	if len(ents) == 0 {
-		return "0-0", nil
-	}
-	return ents[0].ID, nil
+	s.last, s.added = info.LastGeneratedID, info.EntriesAdded
+	return nil
+}
+
+// isNoStream tells XINFO STREAM's answer for a key that does not exist.
+func isNoStream(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such key")
 }
 
 // read delivers the stream's entries after the last one, as they come; on
@@ -191,26 +212,28 @@ func (s *durableSub) read() {
 	}()
 	wait := 100 * time.Millisecond
 	failing := false
+	full := false // the last batch was full: this node is behind
+	var checked time.Time
 	for {
 		if s.last == "" {
-			last, err := s.tail(ctx)
-			if err != nil {
+			if err := s.tail(ctx); err != nil {
 				if !s.pause(ctx, &wait) {
 					return
 				}
 				continue
 			}
-			s.last = last
 		}
-		rctx, rcancel := context.WithTimeout(ctx, s.d.cfg.Block+5*time.Second)
-		res, err := s.d.b.rdb.XRead(rctx, &goredis.XReadArgs{
-			Streams: []string{s.key, s.last},
-			Count:   512,
-			Block:   s.d.cfg.Block,
-		}).Result()
-		rcancel()
-		if errors.Is(err, goredis.Nil) {
-			continue // nothing new within Block
+		var msgs []goredis.XMessage
+		var err error
+		if failing || full || time.Since(checked) > checkEvery {
+			// Back from an outage, behind, or a while since the last
+			// check (a slow delivery): the stream may have trimmed entries
+			// this node had not read.
+			if msgs, err = s.readChecked(ctx); err == nil {
+				checked = time.Now()
+			}
+		} else {
+			msgs, err = s.readBlocking(ctx)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -230,51 +253,110 @@ func (s *durableSub) read() {
 			failing = false
 			wait = 100 * time.Millisecond
 			s.d.b.report(nil)
-			if s.trimmed(ctx) {
-				s.d.gaps.Add(1)
-				s.d.b.log.Warn("redis: the stream trimmed messages this node had not read", "stream", s.key, "after", s.last)
-			}
 		}
-		for _, st := range res {
-			for _, e := range st.Messages {
-				s.last = e.ID
-				if age, ok := entryAge(e.ID); ok {
-					s.d.lag.Store(int64(age))
-				}
-				v, ok := e.Values["d"].(string)
-				if !ok {
-					continue
-				}
-				select {
-				case <-s.done:
-					return
-				default:
-				}
-				s.f([]byte(v))
+		full = len(msgs) == readBatch
+		for _, e := range msgs {
+			s.last = e.ID
+			if s.added >= 0 {
+				s.added++
 			}
+			if age, ok := entryAge(e.ID); ok {
+				s.d.lag.Store(int64(age))
+			}
+			v, ok := e.Values["d"].(string)
+			if !ok {
+				continue
+			}
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			s.f([]byte(v))
 		}
 	}
 }
 
-// trimmed reports whether entries after the last one read were trimmed:
-// the stream's max-deleted-entry-id is beyond it.
-func (s *durableSub) trimmed(ctx context.Context) bool {
-	res, err := s.d.b.rdb.Do(ctx, "XINFO", "STREAM", s.key).Result()
-	if err != nil {
-		return false
+// readBlocking reads the entries after the last one, waiting up to Block
+// for one.
+func (s *durableSub) readBlocking(ctx context.Context) ([]goredis.XMessage, error) {
+	rctx, cancel := context.WithTimeout(ctx, s.d.cfg.Block+5*time.Second)
+	defer cancel()
+	res, err := s.d.b.rdb.XRead(rctx, &goredis.XReadArgs{
+		Streams: []string{s.key, s.last},
+		Count:   readBatch,
+		Block:   s.d.cfg.Block,
+	}).Result()
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil // nothing new within Block
 	}
-	var maxDeleted string
-	switch v := res.(type) {
-	case map[any]any:
-		maxDeleted, _ = v["max-deleted-entry-id"].(string)
-	case []any:
-		for i := 0; i+1 < len(v); i += 2 {
-			if k, _ := v[i].(string); k == "max-deleted-entry-id" {
-				maxDeleted, _ = v[i+1].(string)
-			}
+	if err != nil || len(res) == 0 {
+		return nil, err
+	}
+	return res[0].Messages, nil
+}
+
+// readChecked reads the entries after the last one, without waiting, and
+// in the same transaction the stream's counts, which tell how many entries
+// after the last one the stream trimmed: entries are numbered as they are
+// added (entries-added), and trimming removes them from the front. A gap is
+// counted and logged. (XINFO STREAM's max-deleted-entry-id does not tell:
+// only XDEL moves it, not trimming.)
+func (s *durableSub) readChecked(ctx context.Context) ([]goredis.XMessage, error) {
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var info *goredis.XInfoStreamCmd
+	var rd *goredis.XStreamSliceCmd
+	_, err := s.d.b.rdb.TxPipelined(rctx, func(p goredis.Pipeliner) error {
+		info = p.XInfoStream(rctx, s.key)
+		rd = p.XRead(rctx, &goredis.XReadArgs{Streams: []string{s.key, s.last}, Count: readBatch, Block: -1})
+		return nil
+	})
+	if isNoStream(info.Err()) {
+		// No stream (yet, or any more after a restart of a Redis that
+		// does not keep it): nothing to read.
+		if s.last != "0-0" {
+			s.added = -1
+		}
+		return nil, nil
+	}
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	in := info.Val()
+	var msgs []goredis.XMessage
+	if res := rd.Val(); len(res) > 0 {
+		msgs = res[0].Messages
+	}
+	// The entries present are numbered A-L+1 … A (A entries added, L
+	// left); the one last read is number s.added.
+	a, l := in.EntriesAdded, in.Length
+	switch {
+	case s.added >= 0 && a < s.added:
+		s.gap(-1) // a new stream: how much the old one had is not known
+		s.added = -1
+	case s.added >= 0:
+		if lost := a - l - s.added; lost > 0 {
+			s.gap(lost)
+			s.added = a - l
 		}
 	}
-	return maxDeleted != "" && streamIDLess(s.last, maxDeleted)
+	if s.added < 0 {
+		switch {
+		case l == 0 || streamIDLess(s.last, in.RecordedFirstEntryID):
+			s.added = a - l // what is read starts at the first entry
+		case len(msgs) < readBatch:
+			s.added = a - int64(len(msgs)) // what is read ends at the last
+		}
+	}
+	return msgs, nil
+}
+
+// gap counts and logs entries the stream trimmed before this node read
+// them (lost -1: an unknown number).
+func (s *durableSub) gap(lost int64) {
+	s.d.gaps.Add(1)
+	s.d.b.log.Warn("redis: the stream trimmed messages this node had not read", "stream", s.key, "after", s.last, "lost", lost)
 }
 
 // streamIDLess compares two stream ids "ms-seq".
@@ -306,6 +388,9 @@ func (s *durableSub) pause(ctx context.Context, wait *time.Duration) bool {
 }
 
 func (s *durableSub) Close() error {
+	s.d.mu.Lock()
+	delete(s.d.subs, s)
+	s.d.mu.Unlock()
 	s.closeOnce.Do(func() { close(s.done) })
 	<-s.exited
 	return nil

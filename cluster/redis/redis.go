@@ -263,10 +263,12 @@ func (b *Backend) Close() error {
 	b.closed = true
 	subs := b.subs
 	b.subs = nil
+	b.mu.Unlock()
+	// Outside the lock: a durable subscription's reader reports errors
+	// under it.
 	if b.dur != nil {
 		b.dur.close()
 	}
-	b.mu.Unlock()
 	for s := range subs {
 		_ = s.close()
 	}

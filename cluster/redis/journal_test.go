@@ -16,17 +16,17 @@ import (
 // The Redis journal's own cases, beside the shared suite (TestJournal and
 // TestSessions in redis_test.go).
 
-func scratchCtx(t *testing.T) context.Context {
+func journalCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Timeout)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func scratchBackend(t *testing.T, addr string, dur *redis.Durability) *redis.Backend {
-	return scratchBackendNS(t, addr, clustertest.Namespace(), dur)
+func journalBackend(t *testing.T, addr string, dur *redis.Durability) *redis.Backend {
+	return journalBackendNS(t, addr, clustertest.Namespace(), dur)
 }
 
-func scratchBackendNS(t *testing.T, addr, ns string, dur *redis.Durability) *redis.Backend {
+func journalBackendNS(t *testing.T, addr, ns string, dur *redis.Durability) *redis.Backend {
 	b, err := redis.Connect("redis://"+addr, &redis.Options{Namespace: ns, Durable: dur})
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +44,7 @@ func entries(pub string, from, to uint64) []cluster.JournalEntry {
 }
 
 func readAll(t *testing.T, b *redis.Backend, after cluster.Offset) ([]string, error) {
-	ctx := scratchCtx(t)
+	ctx := journalCtx(t)
 	tail, err := b.Tail(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -67,8 +67,8 @@ func TestJournalRedis(t *testing.T) {
 	srv := clustertest.StartRedis(t)
 
 	t.Run("NotDurable", func(t *testing.T) {
-		b := scratchBackend(t, srv.Addr, nil)
-		ctx := scratchCtx(t)
+		b := journalBackend(t, srv.Addr, nil)
+		ctx := journalCtx(t)
 		if err := b.Append(ctx, entries("p", 1, 1)); err == nil {
 			t.Error("Append without Durable: no error")
 		}
@@ -81,8 +81,8 @@ func TestJournalRedis(t *testing.T) {
 	})
 
 	t.Run("AppendDedup", func(t *testing.T) {
-		b := scratchBackend(t, srv.Addr, &redis.Durability{})
-		ctx := scratchCtx(t)
+		b := journalBackend(t, srv.Addr, &redis.Durability{})
+		ctx := journalCtx(t)
 		if tail, err := b.Tail(ctx); err != nil || !tail.IsZero() {
 			t.Fatalf("Tail of an empty journal = %v, %v", tail, err)
 		}
@@ -139,8 +139,8 @@ func TestJournalRedis(t *testing.T) {
 	})
 
 	t.Run("ReadBounds", func(t *testing.T) {
-		b := scratchBackend(t, srv.Addr, &redis.Durability{})
-		ctx := scratchCtx(t)
+		b := journalBackend(t, srv.Addr, &redis.Durability{})
+		ctx := journalCtx(t)
 		if err := b.Append(ctx, entries("p", 1, 1100)); err != nil {
 			t.Fatal(err)
 		}
@@ -180,8 +180,8 @@ func TestJournalRedis(t *testing.T) {
 	t.Run("TrimmedToNothing", func(t *testing.T) {
 		// XTRIM to nothing: the count goes on from the last id.
 		ns := clustertest.Namespace()
-		b := scratchBackendNS(t, srv.Addr, ns, &redis.Durability{})
-		ctx := scratchCtx(t)
+		b := journalBackendNS(t, srv.Addr, ns, &redis.Durability{})
+		ctx := journalCtx(t)
 		if err := b.Append(ctx, entries("p", 1, 5)); err != nil {
 			t.Fatal(err)
 		}
@@ -208,8 +208,8 @@ func TestJournalRedis(t *testing.T) {
 
 	t.Run("Follow", func(t *testing.T) {
 		// Long blocking reads: Close ends the one under way.
-		b := scratchBackend(t, srv.Addr, &redis.Durability{Block: 10 * time.Second})
-		ctx := scratchCtx(t)
+		b := journalBackend(t, srv.Addr, &redis.Durability{Block: 10 * time.Second})
+		ctx := journalCtx(t)
 		if err := b.Append(ctx, entries("p", 1, 3)); err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +241,7 @@ func TestJournalRedis(t *testing.T) {
 			t.Errorf("Close took %v", d)
 		}
 		// Backend.Close ends a follower too.
-		b2 := scratchBackend(t, srv.Addr, &redis.Durability{Block: 10 * time.Second})
+		b2 := journalBackend(t, srv.Addr, &redis.Durability{Block: 10 * time.Second})
 		if _, err := b2.Follow(cluster.Offset{}, func(cluster.Offset, []byte) {}, nil); err != nil {
 			t.Fatal(err)
 		}
