@@ -1,6 +1,7 @@
 // Package tcpproxy is a loopback TCP proxy for tests whose connections can
 // be cut as a failing network cuts them: all at once, the client's side
-// only (the server notices late), or the whole link for a while.
+// only (the server notices late), or the whole link for a while. With
+// several targets (SetTargetAt) it is a round-robin load balancer.
 package tcpproxy
 
 import (
@@ -14,11 +15,12 @@ import (
 type Proxy struct {
 	ln net.Listener
 
-	mu     sync.Mutex
-	target string
-	down   bool // Cut: refuse new connections until Restore
-	pairs  map[*pair]struct{}
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	targets []string // "" for a target taken out
+	next    int
+	down    bool // Cut: refuse new connections until Restore
+	pairs   map[*pair]struct{}
+	wg      sync.WaitGroup
 }
 
 type pair struct{ client, server net.Conn }
@@ -31,7 +33,7 @@ func New(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{ln: ln, target: target, pairs: map[*pair]struct{}{}}
+	p := &Proxy{ln: ln, targets: []string{target}, pairs: map[*pair]struct{}{}}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -48,8 +50,32 @@ func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 // SetTarget sends new connections to another target.
 func (p *Proxy) SetTarget(target string) {
 	p.mu.Lock()
-	p.target = target
+	p.targets = []string{target}
 	p.mu.Unlock()
+}
+
+// SetTargetAt sets the i-th of the targets that new connections go to in
+// turn ("" takes it out).
+func (p *Proxy) SetTargetAt(i int, target string) {
+	p.mu.Lock()
+	for len(p.targets) <= i {
+		p.targets = append(p.targets, "")
+	}
+	p.targets[i] = target
+	p.mu.Unlock()
+}
+
+// pick is the target of a new connection, "" when there is none; p.mu is
+// held.
+func (p *Proxy) pick() string {
+	for range p.targets {
+		t := p.targets[p.next%len(p.targets)]
+		p.next = (p.next + 1) % len(p.targets)
+		if t != "" {
+			return t
+		}
+	}
+	return ""
 }
 
 func (p *Proxy) serve() {
@@ -60,9 +86,9 @@ func (p *Proxy) serve() {
 			return
 		}
 		p.mu.Lock()
-		down, target := p.down, p.target
+		down, target := p.down, p.pick()
 		p.mu.Unlock()
-		if down {
+		if down || target == "" {
 			_ = c.Close()
 			continue
 		}

@@ -3,8 +3,6 @@ package clustertest
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http/httptest"
 	"os"
 	"runtime/pprof"
@@ -38,86 +36,6 @@ func TestRecoveryAcrossNodes(t *testing.T, newEnv func(t testing.TB) *Env, clien
 	})
 }
 
-// lb is a TCP load balancer on loopback: each new connection goes to the
-// next live node, round robin.
-type lb struct {
-	ln net.Listener
-	mu sync.Mutex
-	to []string // "" for a dead node
-	i  int
-	wg sync.WaitGroup
-	cs map[net.Conn]struct{}
-}
-
-func newLB(t testing.TB) *lb {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &lb{ln: ln, cs: map[net.Conn]struct{}{}}
-	b.wg.Add(1)
-	go b.serve()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		b.mu.Lock()
-		for c := range b.cs {
-			_ = c.Close()
-		}
-		b.mu.Unlock()
-		b.wg.Wait()
-	})
-	return b
-}
-
-func (b *lb) set(i int, addr string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for len(b.to) <= i {
-		b.to = append(b.to, "")
-	}
-	b.to[i] = addr
-}
-
-func (b *lb) serve() {
-	defer b.wg.Done()
-	for {
-		c, err := b.ln.Accept()
-		if err != nil {
-			return
-		}
-		b.mu.Lock()
-		var target string
-		for range b.to {
-			b.i = (b.i + 1) % len(b.to)
-			if b.to[b.i] != "" {
-				target = b.to[b.i]
-				break
-			}
-		}
-		b.mu.Unlock()
-		s, err := net.Dial("tcp", target)
-		if err != nil {
-			_ = c.Close()
-			continue
-		}
-		b.mu.Lock()
-		b.cs[c], b.cs[s] = struct{}{}, struct{}{}
-		b.mu.Unlock()
-		b.wg.Add(2)
-		pipe := func(dst, src net.Conn) {
-			defer b.wg.Done()
-			_, _ = io.Copy(dst, src)
-			_ = dst.Close()
-			_ = src.Close()
-			b.mu.Lock()
-			delete(b.cs, src)
-			b.mu.Unlock()
-		}
-		go pipe(s, c)
-		go pipe(c, s)
-	}
-}
-
 // rnode is a node of a recovery test cluster.
 type rnode struct {
 	srv   *primus.Server
@@ -135,18 +53,18 @@ const rooms3 = 3
 // recoveryCluster is the cluster, its load balancer and what its servers
 // saw.
 type recoveryCluster struct {
-	t     *testing.T
+	t     testing.TB
 	env   *Env
 	ns    string
-	lb    *lb
+	lb    *tcpproxy.Proxy // round robin over the live nodes
 	mu    sync.Mutex
 	nodes []*rnode
 	pings map[string]map[int]int // spark id → ping number → times handled
 	errs  []string               // the first errors the nodes reported
 }
 
-func newRecoveryCluster(t *testing.T, env *Env) *recoveryCluster {
-	rc := &recoveryCluster{t: t, env: env, ns: Namespace(), lb: newLB(t), pings: map[string]map[int]int{}}
+func newRecoveryCluster(t testing.TB, env *Env) *recoveryCluster {
+	rc := &recoveryCluster{t: t, env: env, ns: Namespace(), lb: tcpproxy.New(t, ""), pings: map[string]map[int]int{}}
 	t.Cleanup(func() {
 		if t.Failed() {
 			rc.mu.Lock()
@@ -222,7 +140,7 @@ func (rc *recoveryCluster) start(i int) *rnode {
 	}
 	rc.nodes[i] = n
 	rc.mu.Unlock()
-	rc.lb.set(i, n.proxy.Addr())
+	rc.lb.SetTargetAt(i, n.proxy.Addr())
 	return n
 }
 
@@ -273,6 +191,7 @@ type rclient struct {
 	errs  []string
 	echo  map[int]int // echo number → times received
 	resum []primus.ResumeEvent
+	at    []time.Time // when each resume happened
 	pings int
 }
 
@@ -307,7 +226,7 @@ func (c *rclient) got(s string) {
 func (rc *recoveryCluster) dial(i int) *rclient {
 	t := rc.t
 	c := &rclient{room: i % rooms3, last: map[string]int{}, first: map[string]int{}, echo: map[int]int{}}
-	url := "http://" + rc.lb.ln.Addr().String() + "/primus?room=r" + strconv.Itoa(c.room)
+	url := "http://" + rc.lb.Addr() + "/primus?room=r" + strconv.Itoa(c.room)
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	var err error
@@ -323,6 +242,7 @@ func (rc *recoveryCluster) dial(i int) *rclient {
 		OnResume: func(ev primus.ResumeEvent) {
 			c.mu.Lock()
 			c.resum = append(c.resum, ev)
+			c.at = append(c.at, time.Now())
 			c.mu.Unlock()
 		},
 	})
@@ -528,7 +448,7 @@ func onNode(n *rnode, cl []*rclient) []*rclient {
 
 // resumed waits until every client in cl has resumed once more than it
 // had.
-func waitResumed(t *testing.T, cl []*rclient, before map[*rclient]int) {
+func waitResumed(t testing.TB, cl []*rclient, before map[*rclient]int) {
 	deadline := time.Now().Add(2 * Timeout)
 	for {
 		var late []string
@@ -584,7 +504,7 @@ func testResumeAfterKill(t *testing.T, env *Env, clients int) {
 	before := resumes(moving)
 	killed := time.Now()
 	rc.stop(victim, false)
-	rc.lb.set(0, "")
+	rc.lb.SetTargetAt(0, "")
 	env.Kill(victim.b)
 	victim.proxy.Cut()
 	waitResumed(t, moving, before)
@@ -615,7 +535,7 @@ func testRollingRestart(t *testing.T, env *Env, clients int) {
 		moving := onNode(n, cl)
 		before := resumes(moving)
 		rc.stop(n, true)
-		rc.lb.set(i, "")
+		rc.lb.SetTargetAt(i, "")
 		ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 		if err := n.srv.ShutdownReconnect(ctx); err != nil {
 			t.Errorf("ShutdownReconnect: %v", err)
