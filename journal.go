@@ -45,9 +45,12 @@ type Journal interface {
 	// writer.
 	Append(sp *Spark, data []byte) error
 	// Resume is asked for a resume credential this server does not know,
-	// with the count of data messages the client received; it returns
-	// ErrRecoveryUnknown (or another error) when no server holds such a
-	// spark. ctx bounds it.
+	// with the count of data messages the client received. It returns
+	// ErrRecoveryUnknown when no server holds such a spark and
+	// ErrRecoveryOverflow when the spark missed more than the recovery
+	// limits (the client gets a new spark, and that reason); any other
+	// error closes the connection (StatusTryAgainLater), and the client
+	// tries again. ctx bounds it.
 	Resume(ctx context.Context, cred string, received uint64) (Handoff, error)
 	// Issued is told that cred now resumes sp.
 	Issued(sp *Spark, cred string)
@@ -81,7 +84,10 @@ type Handoff struct {
 	Kept map[string]string
 	// Bind is called once the spark is made and its missed messages are
 	// queued: the journal delivers to it from then on. Cancel is called
-	// instead when the resume fails after all.
+	// instead when the server does not take the spark after all (it is
+	// closing, a limit refuses the connection): nothing has reached the
+	// client, and the journal should leave the spark resumable for the
+	// client's next try.
 	Bind   func(sp *Spark)
 	Cancel func()
 }
@@ -231,16 +237,24 @@ func (sp *Spark) journalWrite(data []byte) error {
 
 // resumeMoved resumes, with connection c, a spark whose credential this
 // server does not know, through the journal. It reports whether it took
-// the connection (resumed it, or closed it).
-func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cred string, n uint64) bool {
+// the connection (resumed it, or closed it), and if not, why the resume
+// failed (a reason on the wire).
+func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cred string, n uint64) (bool, string) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.writeTimeout)
 	h, err := s.journal.Resume(ctx, cred, n)
 	cancel()
-	if err != nil {
-		if !errors.Is(err, ErrRecoveryUnknown) {
-			s.log.Warn("primus: resume through the journal failed", "err", err)
-		}
-		return false
+	switch {
+	case errors.Is(err, ErrRecoveryUnknown):
+		return false, dropUnknown
+	case errors.Is(err, ErrRecoveryOverflow):
+		return false, dropOverflow
+	case err != nil:
+		// Not an answer about the spark (the journal's node is closing,
+		// its broker is slow): the client is told to come again, and
+		// resumes on its next try, here or on another server.
+		s.log.Warn("primus: resume through the journal failed; the client will try again", "err", err)
+		_ = c.Close(transport.StatusTryAgainLater, "try again")
+		return true, ""
 	}
 	sp := newSpark(s, r, q, c)
 	sp.id = h.ID
@@ -248,7 +262,7 @@ func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cr
 	sp.kept = maps.Clone(h.Kept)
 	if !s.admitSpark(sp, c) {
 		h.Cancel()
-		return true
+		return true, ""
 	}
 	s.mu.Lock()
 	if _, dup := s.sparks[sp.id]; dup || s.closing {
@@ -256,7 +270,7 @@ func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cr
 		sp.releaseSpark()
 		h.Cancel()
 		_ = c.Close(transport.StatusGoingAway, "spark unavailable")
-		return true
+		return true, ""
 	}
 	s.sparks[sp.id] = sp
 	s.running.Add(1)
@@ -292,5 +306,5 @@ func (s *Server) resumeMoved(r *http.Request, q url.Values, c transport.Conn, cr
 		o.Resumed(len(h.Missed))
 	}
 	l.run(sp.connected)
-	return true
+	return true, ""
 }

@@ -372,8 +372,11 @@ func (s *Server) accept(r *http.Request, c transport.Conn) {
 				return
 			}
 		}
-		if why == dropUnknown && s.journal != nil && s.resumeMoved(r, q, c, cred, n) {
-			return
+		if why == dropUnknown && s.journal != nil {
+			var took bool
+			if took, why = s.resumeMoved(r, q, c, cred, n); took {
+				return
+			}
 		}
 		s.observeResumeFailed(why)
 		if why == dropEnded {

@@ -159,22 +159,26 @@ type jspark struct {
 	rec    bool // resumable: counts and checkpoints are kept
 	broken bool // its checkpoints cannot be trusted any more (a gap)
 
-	eras    []era             // holders, the last one this node
-	rooms   map[string]bool   // now
-	count   uint64            // data messages delivered
-	ring    []mark            // delivered, not confirmed
-	base    mark              // confirmed
-	bRooms  map[string]bool   // at base
-	changes []roomChange      // after base
-	recv    uint64            // received from the client, stored
-	recvAt  pendingRecv       // a later count, stored once what its handlers wrote is in the journal
-	creds   map[string]bool   // credential keys → stored once at least
-	fresh   map[string]bool   // keys to store with Create
-	parting bool              // ended by a shutdown: resumable elsewhere
-	kept    map[string]string // the spark\'s kept values, as last told
-	held    []heldEntry       // while a resume is bound: frames to deliver on Bind
-	waiting *[]rawEntry       // while a resume reads the journal: what came meanwhile
-	heldB   int64
+	eras    []era           // holders, the last one this node
+	rooms   map[string]bool // now
+	count   uint64          // data messages delivered
+	ring    []mark          // delivered, not confirmed
+	base    mark            // confirmed
+	bRooms  map[string]bool // at base
+	changes []roomChange    // after base
+	recv    uint64          // received from the client, stored
+	recvAt  pendingRecv     // a later count, stored once what its handlers wrote is in the journal
+	creds   map[string]bool // credential keys → stored once at least
+	fresh   map[string]bool // keys to store with Create
+	parting bool            // ended by a shutdown: resumable elsewhere
+	// undelivered: a message for it could not be delivered (it ends): its
+	// checkpoint does not move past it.
+	undelivered bool
+	parted      time.Time         // when, for a parting spark
+	kept        map[string]string // the spark\'s kept values, as last told
+	held        []heldEntry       // while a resume is bound: frames to deliver on Bind
+	waiting     *[]rawEntry       // while a resume reads the journal: what came meanwhile
+	heldB       int64
 }
 
 // pendingRecv is a count of messages received from a client, and the
@@ -264,7 +268,10 @@ type jnode struct {
 	deleted    []string             // credential keys to delete
 	dirty      map[*jspark]bool
 	buf        []*jspark // the follower's
+	deliver    []*jspark // the follower's
 	sub        Subscription
+	closing    bool           // Close has begun: no new resume
+	resuming   sync.WaitGroup // resumes under way
 }
 
 // releaseWait bounds the wait for a holder's answer to a release.
@@ -513,10 +520,11 @@ func (n *jnode) checkpoint(s *jspark) checkpoint {
 	if p := s.recvAt; p.recv > s.recv && n.q.inUpTo() >= p.seq {
 		s.recv = p.recv
 	}
-	if s.count == s.base.count && s.held == nil && s.waiting == nil && s.base.off.Less(n.settled) && !s.parting {
+	if s.count == s.base.count && s.held == nil && s.waiting == nil && !s.undelivered && s.base.off.Less(n.settled) && !s.parting {
 		// The client has everything delivered so far, and every entry up
 		// to settled was delivered: nothing for it in between, so the
-		// checkpoint moves there (a quiet spark's replay stays short).
+		// checkpoint moves there (a quiet spark's replay stays short). Not
+		// past a message that could not be delivered (the spark ends).
 		s.base.off = n.settled
 		s.fold()
 	}
@@ -553,10 +561,15 @@ func (n *jnode) Ended(sp *primus.Spark, reason error) {
 		delete(n.dirty, s)
 	case errors.Is(reason, primus.ErrServerClosed) && s.rec:
 		// Closed for a restart (or a shutdown): its client may resume it
-		// on another node, which asks this one for it while it can.
-		s.parting = true
+		// on another node, which asks this one for it while it can, and
+		// otherwise finds its last checkpoint, stored at once.
+		s.parting, s.parted = true, time.Now()
 		n.parting[s.id] = s
 		n.dirty[s] = true
+		select {
+		case n.storeNow <- struct{}{}:
+		default:
+		}
 	default:
 		for k := range s.creds {
 			n.deleted = append(n.deleted, k)
@@ -630,18 +643,24 @@ func (n *jnode) entry(off Offset, data []byte) {
 			n.setRoom(s, off, e.room, e.kind == jJoin)
 		}
 	case jEnd:
+		// Ends the spark after what was delivered to it before; one held
+		// for a resume is not this node's to end (its new holder's entries
+		// carry a newer epoch).
+		var end *primus.Spark
 		if s := n.sparks[e.name]; s != nil && s.sp != nil && s.held == nil && accepts(s.eras, e.epoch, off) {
-			sp := s.sp
-			n.mu.Unlock()
-			_ = n.host.End(sp)
-			n.mu.Lock()
-			n.settled = off
-			n.mu.Unlock()
-			return
+			end = s.sp
 		}
+		n.mu.Unlock()
+		if end != nil {
+			_ = n.host.End(end)
+		}
+		n.mu.Lock()
+		n.settled = off
+		n.mu.Unlock()
+		return
 	}
 	n.c.stats.received.Add(1)
-	var deliver []*jspark
+	deliver := n.deliver[:0]
 	for _, s := range to {
 		if s.held != nil {
 			s.held = append(s.held, heldEntry{off, e.payload})
@@ -649,24 +668,35 @@ func (n *jnode) entry(off Offset, data []byte) {
 		}
 		deliver = append(deliver, s)
 	}
+	clear(to)
 	n.buf = to[:0]
 	n.mu.Unlock()
-	// Delivered outside the lock: a delivery may end a spark, whose end
-	// takes it.
+	// Delivered outside the lock (a delivery may end a spark, whose end
+	// takes it), then counted under it once for the entry.
+	var missed []*jspark
+	got := deliver[:0]
 	for _, s := range deliver {
-		n.give(s, off, e.payload)
+		if n.host.Deliver(s.sp, e.payload) == nil {
+			got = append(got, s)
+		} else {
+			missed = append(missed, s)
+		}
 	}
 	n.mu.Lock()
+	for _, s := range got {
+		n.count(s, off)
+	}
+	for _, s := range missed {
+		s.undelivered = true
+	}
 	n.settled = off
 	n.mu.Unlock()
+	clear(deliver)
+	n.deliver = deliver[:0]
 }
 
-// give delivers one message to a spark and keeps its offset.
-func (n *jnode) give(s *jspark, off Offset, data []byte) {
-	if n.host.Deliver(s.sp, data) != nil {
-		return
-	}
-	n.mu.Lock()
+// count records a message delivered to a spark at off; n.mu is held.
+func (n *jnode) count(s *jspark, off Offset) {
 	s.count++
 	if s.rec && !s.broken {
 		if len(s.ring) >= n.cfg.MaxMessages {
@@ -677,6 +707,17 @@ func (n *jnode) give(s *jspark, off Offset, data []byte) {
 		} else {
 			s.ring = append(s.ring, mark{s.count, off})
 		}
+	}
+}
+
+// give delivers one message to a spark and records it.
+func (n *jnode) give(s *jspark, off Offset, data []byte) {
+	err := n.host.Deliver(s.sp, data)
+	n.mu.Lock()
+	if err != nil {
+		s.undelivered = true
+	} else {
+		n.count(s, off)
 	}
 	n.mu.Unlock()
 }
@@ -711,10 +752,26 @@ func (n *jnode) setRoom(s *jspark, off Offset, room string, join bool) {
 
 // Resume (primus.Journal) resumes on this node a spark held by another,
 // or by a node that died.
-func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primus.Handoff, error) {
-	var h primus.Handoff
+func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (h primus.Handoff, err error) {
+	// Counted until the server binds or cancels the spark (or the resume
+	// fails): Close waits for that, so that a checkpoint taken is put
+	// back while the store can still be reached.
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return h, ErrClosed
+	}
+	n.resuming.Add(1)
+	n.mu.Unlock()
+	handed := false
+	defer func() {
+		if !handed {
+			n.resuming.Done()
+		}
+	}()
 	data, err := n.take(ctx, credKey(cred))
 	if errors.Is(err, ErrNotFound) {
+		n.c.log.Debug("cluster: no checkpoint for a resume credential")
 		return h, primus.ErrRecoveryUnknown
 	}
 	if err != nil {
@@ -726,6 +783,17 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 	}
 	if fresh, ok := n.release(ctx, &cp); ok {
 		cp = fresh
+	} else if cp.Node != n.c.id {
+		// No answer: the holder died, or it is closing and stored its
+		// last checkpoint of the spark instead of answering (it stores it
+		// once its writes are in the journal, under the same key, which
+		// was empty since this take): that one is exact.
+		if again, err := n.store.TakeSession(ctx, credKey(cred)); err == nil {
+			var last checkpoint
+			if json.Unmarshal(again, &last) == nil && last.Spark == cp.Spark && len(last.Eras) > 0 {
+				cp = last
+			}
+		}
 	}
 	from, err := ParseOffset(cp.Off)
 	if err != nil {
@@ -737,6 +805,7 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 		}
 	}
 	if received < cp.Count {
+		n.c.log.Debug("cluster: a client resumes with fewer messages than it confirmed", "spark", cp.Spark, "received", received, "confirmed", cp.Count)
 		return h, primus.ErrRecoveryUnknown
 	}
 
@@ -821,11 +890,14 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 	case req.err != nil:
 		return fail(fmt.Errorf("cluster: failed to read the journal: %w", req.err))
 	case ended:
+		n.c.log.Debug("cluster: a resumed spark was ended meanwhile", "spark", s.id)
 		return fail(primus.ErrRecoveryUnknown)
 	case req.overflow:
+		n.c.log.Debug("cluster: a resumed spark missed too much", "spark", s.id)
 		return fail(primus.ErrRecoveryOverflow)
 	case count < received:
 		// The client has more than the journal holds for it.
+		n.c.log.Debug("cluster: a client resumes with more messages than the journal holds for it", "spark", s.id, "received", received, "journal", count)
 		return fail(primus.ErrRecoveryUnknown)
 	}
 	epoch := cp.Eras[len(cp.Eras)-1].Epoch + 1
@@ -871,13 +943,23 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (primu
 	n.mu.Unlock()
 
 	h = primus.Handoff{ID: s.id, Received: cp.Recv, Missed: missed, Kept: cp.Kept}
-	h.Bind = func(sp *primus.Spark) { n.bind(s, sp, rooms) }
+	handed = true
+	h.Bind = func(sp *primus.Spark) {
+		defer n.resuming.Done()
+		n.bind(s, sp, rooms)
+	}
 	h.Cancel = func() {
+		defer n.resuming.Done()
+		// The server did not take the spark after all (it closes, a limit):
+		// nothing reached the client, and nothing was stamped with the new
+		// epoch, so the checkpoint goes back as it was taken, for the
+		// client's next try on any node.
 		n.mu.Lock()
 		if n.sparks[s.id] == s {
 			n.unindex(s)
 		}
 		n.mu.Unlock()
+		n.putBack(credKey(cred), &cp)
 	}
 	return h, nil
 }
@@ -914,7 +996,23 @@ func (n *jnode) bind(s *jspark, sp *primus.Spark, rooms map[string]bool) {
 // close stops following the journal and appends what is queued, within
 // ctx.
 func (n *jnode) close(ctx context.Context) error {
-	err := n.q.close(ctx)
+	// The resumes under way end first (each within its context): one that
+	// fails puts its checkpoint back, for the client's next try elsewhere.
+	n.mu.Lock()
+	n.closing = true
+	n.mu.Unlock()
+	resumed := make(chan struct{})
+	go func() {
+		n.resuming.Wait()
+		close(resumed)
+	}()
+	var err error
+	select {
+	case <-resumed:
+	case <-ctx.Done():
+		err = fmt.Errorf("cluster: close: resumes under way: %w", ctx.Err())
+	}
+	err = errors.Join(err, n.q.close(ctx))
 	// The last checkpoints, those of sparks closed by a shutdown among
 	// them, once what they count is in the journal.
 	err = errors.Join(err, n.store1(ctx))
@@ -1056,6 +1154,10 @@ func (n *jnode) answerRelease(spark string) (string, error) {
 		n.mu.Lock()
 		cp := n.checkpoint(p)
 		broken := p.broken
+		// The asker answers for the spark from now on: its checkpoints
+		// are not this node's to store any more.
+		p.parting = false
+		delete(n.dirty, p)
 		n.mu.Unlock()
 		if broken {
 			return "", fmt.Errorf("%w: spark %s", ErrNotFound, spark)
@@ -1096,6 +1198,14 @@ func (n *jnode) checkpointLoop() {
 					n.dirty[s] = true
 				}
 			}
+			// A spark closed by a shutdown is asked for by the node its
+			// client reaches; one never asked for is forgotten once its
+			// checkpoint has expired (a server that shut down and runs on).
+			for id, s := range n.parting {
+				if time.Since(s.parted) > n.ttl {
+					delete(n.parting, id)
+				}
+			}
 			n.mu.Unlock()
 		}
 		ctx, cancel := context.WithTimeout(n.c.loopCtx, n.c.timeout)
@@ -1120,7 +1230,15 @@ func (n *jnode) store1(ctx context.Context) error {
 		if !s.rec || s.broken || s.waiting != nil || n.sparks[s.id] != s && !s.parting {
 			continue
 		}
-		b, err := json.Marshal(n.checkpoint(s))
+		cp := n.checkpoint(s)
+		if s.parting && s.recvAt.recv > s.recv {
+			// Its last checkpoint once what its handlers wrote is in the
+			// journal, not before: a node that resumes the spark without
+			// an answer from this one takes it as exact.
+			again = append(again, s)
+			continue
+		}
+		b, err := json.Marshal(cp)
 		if err != nil {
 			continue
 		}
