@@ -101,10 +101,19 @@ type JournalHost struct{ s *Server }
 
 // SetJournal makes the server route its data messages through j (see
 // Journal) and returns what j may do to the sparks. It must be called
-// before the server accepts connections, at most once.
-func (s *Server) SetJournal(j Journal) *JournalHost {
+// before the server accepts connections, at most once: it returns an error
+// otherwise (the sparks already there would be unknown to j).
+func (s *Server) SetJournal(j Journal) (*JournalHost, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.journal != nil:
+		return nil, errors.New("primus: SetJournal: the server has a journal already")
+	case len(s.sparks) > 0 || s.hbStop != nil:
+		return nil, errors.New("primus: SetJournal: the server has accepted connections already")
+	}
 	s.journal = j
-	return &JournalHost{s: s}
+	return &JournalHost{s: s}, nil
 }
 
 // Deliver queues a data message read from the journal for sp, as a write

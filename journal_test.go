@@ -47,7 +47,13 @@ func TestJournalResumeAnswers(t *testing.T) {
 			first := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
 			second := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
 			j := &answerJournal{answers: []error{errors.New("the broker is slow"), last}}
-			j.host = second.srv.SetJournal(j)
+			var err error
+			if j.host, err = second.srv.SetJournal(j); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := second.srv.SetJournal(j); err == nil {
+				t.Error("a second SetJournal did not fail")
+			}
 			proxy := tcpproxy.New(t, first.ts.Listener.Addr().String())
 			resumed := make(chan primus.ResumeEvent, 4)
 			c := first.dial(t, "", &primus.ClientOptions{

@@ -137,9 +137,16 @@
 //
 // A rolling deploy: on each node in turn, srv.ShutdownReconnect(ctx) (the
 // clients reconnect through the load balancer and resume on the other
-// nodes, which ask this one for their sparks), then c.Close(ctx), which
-// appends what is queued and stores the last checkpoints, then b.Close()
-// and the process exits. Nothing is lost or repeated either way.
+// nodes, which ask this one for their sparks; it also stores each closed
+// spark's last checkpoint at once, once what its handlers wrote is in the
+// journal, for a node whose question comes too late), then c.Close(ctx),
+// which waits for the resumes it is serving (one that cannot finish puts
+// its checkpoint back, and its client tries again elsewhere), appends what
+// is queued and stores the last checkpoints, then b.Close() and the
+// process exits. Nothing is lost or repeated either way. A resume that
+// fails for a reason that is not about the spark (the broker is slow, the
+// node closes) closes the connection, and the client tries again, rather
+// than getting a new spark.
 //
 // What a node that dies (killed, or cut off from the broker for good)
 // takes with it:
@@ -158,8 +165,11 @@
 // a new spark (ErrRecoveryUnknown), as does one whose credential was issued
 // within the last moment before its node died (it may not be stored yet).
 // A resume after a node died waits up to a second for that node's answer
-// before it takes the stored checkpoint. Without a spark to resume, a
-// client's resume costs one read of the session store.
+// before it takes the stored checkpoint (the node is then taken for dead
+// for Expiry): the 1,000 clients of a killed node resume on two others in
+// 2.3–3 s, the first after 1.2 s (BenchmarkRecovery in
+// cluster/internal/crossnode). Without a spark to resume, a client's resume
+// costs one read of the session store.
 //
 // # Registry
 //

@@ -86,7 +86,8 @@ type Journal interface {
 	// survives broker outages by itself, resuming after the last entry it
 	// delivered. When the journal trimmed entries it had not delivered
 	// yet, it calls gap once with the offset of the first entry it
-	// delivers next, before that entry. f and gap must return quickly.
+	// delivers next, before that entry. f and gap must return quickly; f
+	// may keep the data it is given (each entry's bytes are its own).
 	Follow(after Offset, f func(Offset, []byte), gap func(next Offset)) (Subscription, error)
 }
 

@@ -318,7 +318,10 @@ func newJNode(c *Cluster, o *Options) (*jnode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: failed to follow the journal: %w", err)
 	}
-	n.host = c.srv.SetJournal(n)
+	if n.host, err = c.srv.SetJournal(n); err != nil {
+		_ = n.sub.Close()
+		return nil, fmt.Errorf("cluster: Options.Recovery: %w (make the cluster before the server serves)", err)
+	}
 	return n, nil
 }
 
@@ -615,9 +618,7 @@ func (n *jnode) entry(off Offset, data []byte) {
 	}
 	for _, s := range n.waiting {
 		if len(*s.waiting) < n.cfg.MaxMessages*4 {
-			ec := e
-			ec.payload = slices.Clone(e.payload)
-			*s.waiting = append(*s.waiting, rawEntry{off, ec})
+			*s.waiting = append(*s.waiting, rawEntry{off, e}) // the entry's bytes are its own (Journal.Follow)
 		}
 	}
 	to := n.buf[:0]
@@ -790,7 +791,8 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (h pri
 		// was empty since this take): that one is exact.
 		if again, err := n.store.TakeSession(ctx, credKey(cred)); err == nil {
 			var last checkpoint
-			if json.Unmarshal(again, &last) == nil && last.Spark == cp.Spark && len(last.Eras) > 0 {
+			if json.Unmarshal(again, &last) == nil && last.Spark == cp.Spark && last.Node == cp.Node &&
+				len(last.Eras) > 0 && last.Eras[len(last.Eras)-1].Epoch == cp.Eras[len(cp.Eras)-1].Epoch {
 				cp = last
 			}
 		}

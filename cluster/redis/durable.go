@@ -192,6 +192,9 @@ func (s *durableSub) tail(ctx context.Context) error {
 		return err
 	}
 	s.last, s.added = info.LastGeneratedID, info.EntriesAdded
+	if info.EntriesAdded == 0 && info.Length > 0 {
+		s.added = -1 // Redis before 7.0 (see readChecked)
+	}
 	return nil
 }
 
@@ -331,6 +334,12 @@ func (s *durableSub) readChecked(ctx context.Context) ([]goredis.XMessage, error
 	// The entries present are numbered A-L+1 … A (A entries added, L
 	// left); the one last read is number s.added.
 	a, l := in.EntriesAdded, in.Length
+	if a == 0 && l > 0 {
+		// Redis before 7.0 does not count the entries added: gaps are
+		// not seen.
+		s.added = -1
+		return msgs, nil
+	}
 	switch {
 	case s.added >= 0 && a < s.added:
 		s.gap(-1) // a new stream: how much the old one had is not known

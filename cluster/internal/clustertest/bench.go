@@ -53,9 +53,8 @@ func (c *counter) wait(want int64) {
 	}
 }
 
-// benchNode starts a server (heartbeats off) with benchClients raw WebSocket
-// clients that count what they read, all stopped when the benchmark ends.
-func benchNode(b *testing.B, cnt *counter, recovery bool) *primus.Server {
+// benchServer makes a server for benchNode (heartbeats off).
+func benchServer(b *testing.B, recovery bool) *primus.Server {
 	b.Helper()
 	var rec *primus.Recovery
 	if recovery {
@@ -65,6 +64,13 @@ func benchNode(b *testing.B, cnt *counter, recovery bool) *primus.Server {
 	if err != nil {
 		b.Fatal(err)
 	}
+	return srv
+}
+
+// benchNode serves srv with benchClients raw WebSocket clients that count
+// what they read, all stopped when the benchmark ends.
+func benchNode(b *testing.B, cnt *counter, srv *primus.Server) {
+	b.Helper()
 	connected := make(chan struct{}, benchClients)
 	srv.OnConnection(func(*primus.Spark) { connected <- struct{}{} })
 	hs := httptest.NewServer(srv)
@@ -104,7 +110,6 @@ func benchNode(b *testing.B, cnt *counter, recovery bool) *primus.Server {
 	for range benchClients {
 		<-connected
 	}
-	return srv
 }
 
 // BenchmarkBroadcast measures broadcast deliveries per second: one node
@@ -116,7 +121,8 @@ func benchNode(b *testing.B, cnt *counter, recovery bool) *primus.Server {
 func BenchmarkBroadcast(b *testing.B, newEnv func(t testing.TB) *Env) {
 	b.Run("1node", func(b *testing.B) {
 		cnt := &counter{reached: make(chan struct{}, 1)}
-		srv := benchNode(b, cnt, false)
+		srv := benchServer(b, false)
+		benchNode(b, cnt, srv)
 		run(b, cnt, benchClients, func(m benchMsg) error { return srv.Write(m) })
 	})
 	b.Run("3nodes", func(b *testing.B) {
@@ -147,8 +153,9 @@ func benchNodes(b *testing.B, connect func(ns string) Backend, recovery bool) {
 	cnt := &counter{reached: make(chan struct{}, 1)}
 	var first *cluster.Cluster
 	for i := range 3 {
-		srv := benchNode(b, cnt, recovery)
+		srv := benchServer(b, recovery)
 		be := connect(ns)
+		// The cluster first: with Recovery it must see every spark.
 		c, err := cluster.New(srv, &cluster.Options{Broker: be, Registry: be, Recovery: recovery})
 		if err != nil {
 			b.Fatal(err)
@@ -158,6 +165,7 @@ func benchNodes(b *testing.B, connect func(ns string) Backend, recovery bool) {
 			defer cancel()
 			_ = c.Close(ctx)
 		})
+		benchNode(b, cnt, srv)
 		if i == 0 {
 			first = c
 		}
