@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/go-primus/primus"
-	"github.com/go-primus/primus/internal/tcpproxy"
 )
 
 // answerJournal is a Journal that delivers writes at once and answers
@@ -54,18 +53,7 @@ func TestJournalResumeAnswers(t *testing.T) {
 			if _, err := second.srv.SetJournal(j); err == nil {
 				t.Error("a second SetJournal did not fail")
 			}
-			proxy := tcpproxy.New(t, first.ts.Listener.Addr().String())
-			resumed := make(chan primus.ResumeEvent, 4)
-			c := first.dial(t, "", &primus.ClientOptions{
-				Reconnect: primus.Backoff{Min: 20 * time.Millisecond, Retries: 10},
-				OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
-			}, proxy)
-			c.id()
-			proxy.SetTarget(second.ts.Listener.Addr().String())
-			if err := first.srv.ShutdownReconnect(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			ev := waitFor(t, resumed, "OnResume")
+			ev := waitFor(t, moveClient(t, first, second), "OnResume")
 			if ev.Recovered || !errors.Is(ev.Reason, last) {
 				t.Errorf("OnResume(%+v), want not recovered, %v", ev, last)
 			}

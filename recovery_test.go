@@ -297,6 +297,26 @@ func (rs *recoveryServer) dial(t *testing.T, query string, opts *primus.ClientOp
 	return c
 }
 
+// moveClient connects a client to first through a proxy, points the proxy
+// at second and restarts first (ShutdownReconnect): the client reconnects
+// to second, which does not know its spark. It returns the client's
+// OnResume events.
+func moveClient(t *testing.T, first, second *recoveryServer) <-chan primus.ResumeEvent {
+	t.Helper()
+	proxy := tcpproxy.New(t, first.ts.Listener.Addr().String())
+	resumed := make(chan primus.ResumeEvent, 4)
+	c := first.dial(t, "", &primus.ClientOptions{
+		Reconnect: primus.Backoff{Min: 20 * time.Millisecond, Retries: 10},
+		OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
+	}, proxy)
+	c.id()
+	proxy.SetTarget(second.ts.Listener.Addr().String())
+	if err := first.srv.ShutdownReconnect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return resumed
+}
+
 // TestRecoveryFailures: the window passed, the buffer overflowed, the server
 // restarted: the client gets a new spark and is told why, and the old spark
 // ends with the reason.
@@ -358,17 +378,7 @@ func TestRecoveryFailures(t *testing.T) {
 		// first after a restart (it knows nothing of the sessions).
 		first := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
 		second := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
-		proxy := tcpproxy.New(t, first.ts.Listener.Addr().String())
-		resumed := make(chan primus.ResumeEvent, 4)
-		c := first.dial(t, "", &primus.ClientOptions{
-			Reconnect: primus.Backoff{Min: 20 * time.Millisecond, Retries: 10},
-			OnResume:  func(ev primus.ResumeEvent) { resumed <- ev },
-		}, proxy)
-		c.id()
-		proxy.SetTarget(second.ts.Listener.Addr().String())
-		if err := first.srv.ShutdownReconnect(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+		resumed := moveClient(t, first, second)
 		if r := waitFor(t, first.ends, "the spark's end on the old server"); !errors.Is(r, primus.ErrServerClosed) {
 			t.Errorf("spark ended with %v, want ErrServerClosed", r)
 		}
