@@ -43,7 +43,9 @@ type Backoff struct {
 	// Factor multiplies the wait per attempt. Zero value means 2.
 	Factor float64
 	// Retries is the number of attempts before the client gives up. Zero
-	// value means 10; negative means never reconnect.
+	// value means 10; negative means never reconnect. With recovery, a
+	// connection the server closes before its greeting (it could not
+	// answer for the spark yet) counts as a failed attempt.
 	Retries int
 }
 
@@ -384,12 +386,19 @@ func fetchSpec(ctx context.Context, hc *http.Client, u *url.URL) (spec, error) {
 // until it is lost, and reconnects.
 func (c *Client) serve(conn transport.Conn) {
 	c.serveGoroutine.Store(goroutineID())
+	next := 1 // the number of the next reconnection attempt
 	for conn != nil {
 		cause := c.runConn(conn)
 		if cause == nil {
 			return
 		}
-		conn = c.reconnect(cause)
+		if !c.rs.ungreeted {
+			next = 1
+		}
+		// A connection lost before the server's recovery greeting was a
+		// failed attempt: the back-off goes on from there (a server that
+		// says "try again" does not get a tight loop of reconnections).
+		conn, next = c.reconnect(cause, next)
 	}
 	// The client ended while offline (Close, a refusal, or reconnect
 	// attempts exhausted): the plugins last heard that it would reconnect.
@@ -424,6 +433,7 @@ func (c *Client) runConn(conn transport.Conn) error {
 	}
 	c.failing = nil
 	awaited := c.rs.awaiting == conn
+	c.rs.ungreeted = awaited
 	c.rs.greeted()
 	c.mu.Lock()
 	c.open = false
@@ -584,11 +594,12 @@ func (c *Client) resetPingTimerLocked(conn transport.Conn) {
 	})
 }
 
-// reconnect waits and dials with back-off; it returns the new connection, or
-// nil when the client has ended.
-func (c *Client) reconnect(cause error) transport.Conn {
+// reconnect waits and dials with back-off, from attempt number from; it
+// returns the new connection and the number of the attempt after it, or nil
+// when the client has ended.
+func (c *Client) reconnect(cause error, from int) (transport.Conn, int) {
 	var floor time.Duration // the last refusal's Retry-After
-	for attempt := 1; attempt <= c.backoff.Retries; attempt++ {
+	for attempt := from; attempt <= c.backoff.Retries; attempt++ {
 		wait := c.backoff.Min
 		if attempt > 1 {
 			base := float64(c.backoff.Min) * math.Pow(c.backoff.Factor, float64(attempt-1))
@@ -606,33 +617,33 @@ func (c *Client) reconnect(cause error) transport.Conn {
 		select {
 		case <-c.closed:
 			t.Stop()
-			return nil
+			return nil, 0
 		case <-t.C:
 		}
 		ctx, cancel := context.WithTimeout(c.closedCtx, c.connectTO)
 		conn, err := c.dialer.Dial(ctx, c.dialURL(), c.dialOpts)
 		cancel()
 		if err == nil {
-			return conn
+			return conn, attempt + 1
 		}
 		var he *transport.HandshakeError
 		if errors.As(err, &he) {
 			if !refusedForNow(he.StatusCode) {
 				c.end(fmt.Errorf("primus: reconnect refused: %w", err))
-				return nil
+				return nil, 0
 			}
 			floor = retryAfter(he.Header)
 		}
 		select {
 		case <-c.closed:
-			return nil
+			return nil, 0
 		default:
 		}
 		c.log.Debug("primus: reconnect attempt failed", "attempt", attempt, "error", err)
 		cause = err
 	}
 	c.end(fmt.Errorf("%w: %w", ErrReconnectFailed, cause))
-	return nil
+	return nil, 0
 }
 
 // refusedForNow reports whether a handshake refused with status may succeed

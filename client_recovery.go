@@ -41,6 +41,9 @@ type clientRecovery struct {
 	recvAckd uint64         // the count the server was last told
 	lost     bool           // a loss the plugins have not heard of yet
 	lostErr  error
+	// ungreeted: the last connection was lost before the greeting (a
+	// failed reconnection attempt).
+	ungreeted bool
 
 	// Under Client.mu:
 	unacked      [][]byte // data messages written in this session and not confirmed

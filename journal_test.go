@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/go-primus/primus"
+	"github.com/go-primus/primus/internal/tcpproxy"
 )
 
 // answerJournal is a Journal that delivers writes at once and answers
@@ -62,5 +63,38 @@ func TestJournalResumeAnswers(t *testing.T) {
 			}
 			waitFor(t, second.sparks, "a new spark")
 		})
+	}
+}
+
+// TestJournalTryAgainBacksOff: a server whose journal keeps failing (its
+// broker is away) closes each resuming connection before the greeting; the
+// client counts each as a failed attempt and gives up after its Retries,
+// instead of reconnecting in a tight loop.
+func TestJournalTryAgainBacksOff(t *testing.T) {
+	t.Parallel()
+	first := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	second := startRecoveryServer(t, &primus.Recovery{Window: time.Minute}, nil)
+	j := &answerJournal{answers: []error{errors.New("the broker is away")}}
+	var err error
+	if j.host, err = second.srv.SetJournal(j); err != nil {
+		t.Fatal(err)
+	}
+	proxy := tcpproxy.New(t, first.ts.Listener.Addr().String())
+	c := first.dial(t, "", &primus.ClientOptions{Reconnect: primus.Backoff{Min: 10 * time.Millisecond, Max: 20 * time.Millisecond, Retries: 3}}, proxy)
+	c.id()
+	proxy.SetTarget(second.ts.Listener.Addr().String())
+	if err := first.srv.ShutdownReconnect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(waitTimeout):
+		t.Fatalf("the client still reconnects after %d answers", j.calls.Load())
+	}
+	if err := c.Err(); !errors.Is(err, primus.ErrReconnectFailed) {
+		t.Errorf("the client ended with %v, want ErrReconnectFailed", err)
+	}
+	if n := j.calls.Load(); n != 3 {
+		t.Errorf("the journal was asked %d times, want 3 (Retries)", n)
 	}
 }
