@@ -324,13 +324,11 @@ func (s *Server) purgeTombstones(now time.Time) {
 	}
 }
 
-// offerRecovery makes sp resumable and queues the session message, the
-// first its client receives. failure is why the resume the client asked for
+// offerRecovery gives resumable sp (accept made its sparkRecovery) its
+// first credential and queues the session message, the first its client
+// receives. failure is why the resume the client asked for
 // failed, if it did.
 func (sp *Spark) offerRecovery(failure string) {
-	if sp.rec == nil {
-		sp.rec = &sparkRecovery{cfg: sp.srv.recovery}
-	}
 	sp.rec.cred = sp.srv.issueCredential(sp)
 	sp.rec.creds = []string{sp.rec.cred}
 	sp.writeControl(sessionPrefix + sp.rec.cred + "::" + failure)

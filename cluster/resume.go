@@ -270,8 +270,8 @@ type jnode struct {
 	buf        []*jspark // the follower's
 	deliver    []*jspark // the follower's
 	sub        Subscription
-	closing    bool           // Close has begun: no new resume
-	resuming   sync.WaitGroup // resumes under way
+	closing    bool     // Close has begun: no new resume
+	resuming   *tracker // resumes under way
 }
 
 // releaseWait bounds the wait for a holder's answer to a release.
@@ -305,6 +305,7 @@ func newJNode(c *Cluster, o *Options) (*jnode, error) {
 		storeNow:   make(chan struct{}, 1),
 		silent:     map[string]time.Time{},
 		dirty:      map[*jspark]bool{},
+		resuming:   newTracker(),
 	}
 	n.q = newJQueue(c.timeout, o.QueueBytes)
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
@@ -377,17 +378,23 @@ func (n *jnode) spark(sp *primus.Spark) *jspark {
 	return &jspark{sp: sp, id: sp.ID(), rooms: map[string]bool{}, bRooms: map[string]bool{}, creds: map[string]bool{}, fresh: map[string]bool{}}
 }
 
+// epochOf is the epoch sp's entries carry, 0 when sp is not (or no longer)
+// this node's.
+func (n *jnode) epochOf(sp *primus.Spark) uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if s := n.sparks[sp.ID()]; s != nil && s.sp == sp {
+		return s.epoch()
+	}
+	return 0
+}
+
 // Append (primus.Journal) journals a write.
 func (n *jnode) Append(sp *primus.Spark, data []byte) error {
 	if sp == nil {
 		return n.append(appendJEntry(jNode, n.c.id, 0, "", nil, data))
 	}
-	n.mu.Lock()
-	var epoch uint64
-	if s := n.sparks[sp.ID()]; s != nil && s.sp == sp {
-		epoch = s.epoch()
-	}
-	n.mu.Unlock()
+	epoch := n.epochOf(sp)
 	if epoch == 0 {
 		return primus.ErrClosed // not (or no longer) this node's
 	}
@@ -396,12 +403,7 @@ func (n *jnode) Append(sp *primus.Spark, data []byte) error {
 
 // AppendEnd (primus.Journal) journals a spark's End, after its writes.
 func (n *jnode) AppendEnd(sp *primus.Spark) error {
-	n.mu.Lock()
-	var epoch uint64
-	if s := n.sparks[sp.ID()]; s != nil && s.sp == sp {
-		epoch = s.epoch()
-	}
-	n.mu.Unlock()
+	epoch := n.epochOf(sp)
 	if epoch == 0 {
 		return n.host.End(sp) // not journaled: nothing to wait for
 	}
@@ -762,12 +764,12 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (h pri
 		n.mu.Unlock()
 		return h, ErrClosed
 	}
-	n.resuming.Add(1)
+	n.resuming.add(1)
 	n.mu.Unlock()
 	handed := false
 	defer func() {
 		if !handed {
-			n.resuming.Done()
+			n.resuming.done(1)
 		}
 	}()
 	data, err := n.take(ctx, credKey(cred))
@@ -947,11 +949,11 @@ func (n *jnode) Resume(ctx context.Context, cred string, received uint64) (h pri
 	h = primus.Handoff{ID: s.id, Received: cp.Recv, Missed: missed, Kept: cp.Kept}
 	handed = true
 	h.Bind = func(sp *primus.Spark) {
-		defer n.resuming.Done()
+		defer n.resuming.done(1)
 		n.bind(s, sp, rooms)
 	}
 	h.Cancel = func() {
-		defer n.resuming.Done()
+		defer n.resuming.done(1)
 		// The server did not take the spark after all (it closes, a limit):
 		// nothing reached the client, and nothing was stamped with the new
 		// epoch, so the checkpoint goes back as it was taken, for the
@@ -1003,16 +1005,9 @@ func (n *jnode) close(ctx context.Context) error {
 	n.mu.Lock()
 	n.closing = true
 	n.mu.Unlock()
-	resumed := make(chan struct{})
-	go func() {
-		n.resuming.Wait()
-		close(resumed)
-	}()
 	var err error
-	select {
-	case <-resumed:
-	case <-ctx.Done():
-		err = fmt.Errorf("cluster: close: resumes under way: %w", ctx.Err())
+	if werr := n.resuming.wait(ctx); werr != nil {
+		err = fmt.Errorf("cluster: close: resumes under way: %w", werr)
 	}
 	err = errors.Join(err, n.q.close(ctx))
 	// The last checkpoints, those of sparks closed by a shutdown among
