@@ -328,13 +328,7 @@ type follower struct {
 
 // Close ends the subscription and waits for its goroutines: f is not
 // called once it returns.
-func (s *follower) Close() error {
-	d := s.life.d
-	d.mu.Lock()
-	delete(d.subs, s.life)
-	d.mu.Unlock()
-	return s.life.Close()
-}
+func (s *follower) Close() error { return s.life.Close() }
 
 // watch ends run when the subscription is closed (by its Close or the
 // Backend's): it cancels run's context and unblocks its connection until
@@ -363,9 +357,8 @@ func (s *follower) watch(cancel context.CancelFunc) {
 }
 
 // run reads and delivers the journal's entries until ctx ends. It does
-// not call Backend.report: Backend.Close holds the Backend's lock while it
-// waits for the durable subscriptions to end. The durable channels, which
-// a journal comes with, report the outages.
+// not call Backend.report: the durable channels, which a journal comes
+// with, report the outages.
 func (s *follower) run(ctx context.Context) {
 	defer close(s.life.exited)
 	defer s.dropConn()
